@@ -1,0 +1,96 @@
+"""One exception hierarchy for everything a user can act on.
+
+The CLI prints ``str(error)`` as one line and exits non-zero; ``--debug`` shows the traceback.
+Library errors are wrapped once, at the boundary where they occur, with ``raise … from exc``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CxlError(Exception):
+    """Root of every error cx-ledger raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(CxlError):
+    """A setting or CLI flag has a value the ledger cannot work with."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One reason a record failed the event contract: where (dotted path) and why."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+class InvalidEventError(CxlError):
+    """A record does not satisfy the event contract (schemas/).
+
+    ``origin`` names the record (``file.jsonl:12`` or ``cx.events/0@1234``); ``problems`` lists every
+    field that failed, so a publisher can fix them all at once.
+    """
+
+    def __init__(self, origin: str, problems: list[FieldProblem]) -> None:
+        self.origin = origin
+        self.problems = problems
+        super().__init__(f"{origin}: " + "; ".join(str(p) for p in problems))
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(str(p) for p in self.problems)
+
+
+class ConflictingEventError(CxlError):
+    """An ``event_id`` was seen before with different content: the publisher reused an id."""
+
+
+class StoreError(CxlError):
+    """The ledger store cannot be opened, read or written."""
+
+
+class ChainBrokenError(CxlError):
+    """A customer's hash chain does not verify: history was altered, lost or reordered."""
+
+    def __init__(self, customer_id: str, seq: int, what: str, expected: str, found: str) -> None:
+        self.customer_id = customer_id
+        self.seq = seq
+        self.what = what
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"chain broken: customer {customer_id!r} seq {seq}: {what} "
+            f"expected {expected} found {found}"
+        )
+
+
+class BrokerUnavailableError(CxlError):
+    """No Kafka broker answers at the configured address, or the embedded one cannot start."""
+
+
+class LogResetError(CxlError):
+    """A Kafka partition holds fewer records than the ledger already consumed from it.
+
+    The topic was deleted and recreated, the broker lost its storage, or the bootstrap address now
+    points at another cluster. Skipping would silently drop events, so ingest stops.
+    """
+
+    def __init__(self, topic: str, partition: int, resume_at: int, high_watermark: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.resume_at = resume_at
+        self.high_watermark = high_watermark
+        super().__init__(
+            f"{topic}/{partition} was reset: the ledger resumes at offset {resume_at} but the "
+            f"partition's high watermark is {high_watermark}. If the topic was recreated on purpose, "
+            "run again with --accept-reset to read it from offset 0 (event_id dedupe keeps it "
+            "exactly-once)."
+        )

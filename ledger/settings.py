@@ -1,0 +1,70 @@
+"""The one settings object: ``CXL_*`` environment variables, mirrored by CLI flags.
+
+Nothing else in the project reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Where the ledger lives and which Kafka it talks to.
+
+    ``kafka_bootstrap`` unset means *embedded*: commands that run the whole pipeline in one process
+    start a throw-away Tansu broker; commands whose effect would vanish with it refuse to.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CXL_", extra="ignore")
+
+    home: Path = Field(default=Path(".cxl"), description="Directory for the default store and projections.")
+    store: str | None = Field(
+        default=None,
+        description="SQLite file path or postgresql:// URL of the ledger store; default HOME/ledger.sqlite.",
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port]; unset = embedded broker."
+    )
+    events_topic: str = "cx.events"
+    ledger_topic: str = "cx.ledger"
+    dlq_topic: str = "cx.events.dlq"
+    partitions: int = Field(default=4, ge=1, le=1024, description="Partitions for topics the ledger creates.")
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000, description="Records per sealing transaction.")
+    kafka_timeout_s: float = Field(default=10.0, gt=0, le=600, description="Bound on every Kafka call.")
+
+    @field_validator("store")
+    @classmethod
+    def _store_is_sqlite_path_or_postgres_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if "://" in value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a SQLite file path or a postgresql:// URL")
+        return value
+
+    @property
+    def store_url(self) -> str:
+        return self.store or str(self.home / "ledger.sqlite")
+
+    @property
+    def projections_path(self) -> Path:
+        return self.home / "projections.duckdb"
+
+    @property
+    def is_embedded(self) -> bool:
+        return not self.kafka_bootstrap
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read ``CXL_*`` variables, then apply CLI flag values that were given (not None)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CXL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
