@@ -223,9 +223,10 @@ class ValidEvent:
     two records are the same fact exactly when their bodies are equal.
     """
 
-    __slots__ = ("body", "customer_id", "event_id", "occurred_at", "type")
+    __slots__ = ("body", "customer_id", "event_id", "occurred_at", "origin", "type")
 
-    def __init__(self, model: _Envelope) -> None:
+    def __init__(self, model: _Envelope, origin: str = "") -> None:
+        self.origin = origin
         self.body: dict[str, Any] = model.model_dump(mode="json")
         self.event_id: str = self.body["event_id"]
         self.customer_id: str = model.customer_id
@@ -272,7 +273,7 @@ def parse_event(raw: bytes | str, origin: str) -> ValidEvent:
         model = _ADAPTER.validate_json(raw)
     except ValidationError as exc:
         raise InvalidEventError(origin, _problems(exc)) from None
-    return ValidEvent(model)
+    return ValidEvent(model, origin)
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

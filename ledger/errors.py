@@ -49,8 +49,10 @@ class InvalidEventError(CxlError):
         return "; ".join(str(p) for p in self.problems)
 
 
-class ConflictingEventError(CxlError):
-    """An ``event_id`` was seen before with different content: the publisher reused an id."""
+class RejectedRecordsError(CxlError):
+    """Some input records were rejected; the valid ones were still processed."""
+
+    exit_code = 3
 
 
 class StoreError(CxlError):
@@ -59,6 +61,8 @@ class StoreError(CxlError):
 
 class ChainBrokenError(CxlError):
     """A customer's hash chain does not verify: history was altered, lost or reordered."""
+
+    exit_code = 4
 
     def __init__(self, customer_id: str, seq: int, what: str, expected: str, found: str) -> None:
         self.customer_id = customer_id
@@ -75,6 +79,8 @@ class ChainBrokenError(CxlError):
 class BrokerUnavailableError(CxlError):
     """No Kafka broker answers at the configured address, or the embedded one cannot start."""
 
+    exit_code = 5
+
 
 class LogResetError(CxlError):
     """A Kafka partition holds fewer records than the ledger already consumed from it.
@@ -82,6 +88,8 @@ class LogResetError(CxlError):
     The topic was deleted and recreated, the broker lost its storage, or the bootstrap address now
     points at another cluster. Skipping would silently drop events, so ingest stops.
     """
+
+    exit_code = 6
 
     def __init__(self, topic: str, partition: int, resume_at: int, high_watermark: int) -> None:
         self.topic = topic

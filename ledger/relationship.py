@@ -22,7 +22,6 @@ from eventsourcing.domain import Aggregate
 from ledger.chain import GENESIS_HASH, content_digest, seal_hash
 from ledger.contract import ValidEvent
 
-
 _NAMESPACE = UUID("5b0c6f0e-3f4e-4c59-9d7e-6b8f1d6f2a10")
 
 

@@ -6,6 +6,7 @@ Nothing else in the project reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
+
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,7 +22,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CXL_", extra="ignore")
 
-    home: Path = Field(default=Path(".cxl"), description="Directory for the default store and projections.")
+    home: Path = Field(
+        default=Path(".cxl"), description="Directory for the default store and projections."
+    )
     store: str | None = Field(
         default=None,
         description="SQLite file path or postgresql:// URL of the ledger store; default HOME/ledger.sqlite.",
@@ -32,9 +35,15 @@ class Settings(BaseSettings):
     events_topic: str = "cx.events"
     ledger_topic: str = "cx.ledger"
     dlq_topic: str = "cx.events.dlq"
-    partitions: int = Field(default=4, ge=1, le=1024, description="Partitions for topics the ledger creates.")
-    batch_size: int = Field(default=5000, ge=1, le=1_000_000, description="Records per sealing transaction.")
-    kafka_timeout_s: float = Field(default=10.0, gt=0, le=600, description="Bound on every Kafka call.")
+    partitions: int = Field(
+        default=4, ge=1, le=1024, description="Partitions for topics the ledger creates."
+    )
+    batch_size: int = Field(
+        default=5000, ge=1, le=1_000_000, description="Records per sealing transaction."
+    )
+    kafka_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="Bound on every Kafka call."
+    )
 
     @field_validator("store")
     @classmethod
@@ -65,6 +74,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"CXL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"CXL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from exc

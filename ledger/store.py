@@ -16,7 +16,7 @@ Relationship aggregates; it assumes it is the only writer of its store (one inge
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,8 @@ class SealedEvent:
     recorded_at: str
     prev_hash: str
     hash: str
+    stream_id: UUID
+    stream_version: int
 
 
 def _environment(url: str) -> dict[str, str]:
@@ -101,7 +103,9 @@ def _environment(url: str) -> dict[str, str]:
         parts = urlparse(url)
         dbname = parts.path.lstrip("/")
         if not dbname:
-            raise ConfigError(f"CXL_STORE {url!r} names no database (postgresql://user@host:port/db)")
+            raise ConfigError(
+                f"CXL_STORE {url!r} names no database (postgresql://user@host:port/db)"
+            )
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": unquote(dbname),
@@ -150,8 +154,18 @@ class LedgerStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def seal(self, events: Iterable[ValidEvent], tracking: Tracking | None = None) -> SealReport:
-        """Seal ``events`` (any customers, in arrival order) and record ``tracking`` atomically."""
+    def seal(
+        self,
+        events: Iterable[ValidEvent],
+        tracking: Tracking | None = None,
+        before_commit: Callable[[SealReport], None] | None = None,
+    ) -> SealReport:
+        """Seal ``events`` (any customers, in arrival order) and record ``tracking`` atomically.
+
+        ``before_commit`` sees the decisions (what is sealed, duplicate, refused) before anything is
+        written; if it raises, nothing is written. Ingest uses it to dead-letter refusals first, so
+        a crash can duplicate a dead letter but never lose one.
+        """
         report = SealReport()
         if tracking is not None and self.has_position(tracking):
             report.already_done = True
@@ -161,7 +175,9 @@ class LedgerStore:
         try:
             self._load_missing({e.customer_id for e in events})
             for event in events:
-                relationship = touched.get(event.customer_id) or self._relationship(event.customer_id)
+                relationship = touched.get(event.customer_id) or self._relationship(
+                    event.customer_id
+                )
                 touched[event.customer_id] = relationship
                 result = relationship.seal(event)
                 if result.outcome is SealOutcome.SEALED:
@@ -174,6 +190,8 @@ class LedgerStore:
                     report.rejected.append(
                         Rejection(event, "event_id reused with different content")
                     )
+            if before_commit is not None:
+                before_commit(report)
             pending = [e for r in touched.values() for e in r.collect_events()]
             if pending or tracking is not None:
                 self._app.events.put(pending, tracking=tracking)
@@ -187,7 +205,9 @@ class LedgerStore:
             ) from exc
         except PersistenceError as exc:
             self._evict(touched)
-            raise StoreError(f"could not write the ledger store {_redact(self.url)}: {exc}") from exc
+            raise StoreError(
+                f"could not write the ledger store {_redact(self.url)}: {exc}"
+            ) from exc
         except BaseException:
             self._evict(touched)
             raise
@@ -291,7 +311,9 @@ class LedgerStore:
             )
             if not notifications:
                 return
-            yield [_decode(n.id, n.state) for n in notifications]
+            yield [
+                _decode(n.id, n.originator_id, n.originator_version, n.state) for n in notifications
+            ]
             start = notifications[-1].id + 1
             if len(notifications) < page:
                 return
@@ -299,13 +321,17 @@ class LedgerStore:
     def stream(self, customer_id: str) -> list[SealedEvent]:
         """One customer's sealed events in seq order."""
         stored = self._recorder.select_events(relationship_id(customer_id))
-        return [_decode(0, s.state) for s in stored if s.topic == SEALED_TOPIC]
+        return [
+            _decode(0, s.originator_id, s.originator_version, s.state)
+            for s in stored
+            if s.topic == SEALED_TOPIC
+        ]
 
     def raw_stream(self, customer_id: str) -> Sequence[Any]:
         return self._recorder.select_events(relationship_id(customer_id))
 
 
-def _decode(position: int, state: bytes) -> SealedEvent:
+def _decode(position: int, stream_id: Any, version: int, state: bytes) -> SealedEvent:
     # The application stores plain JSON (no cipher, no compression is configured), so the fast
     # path decodes it directly rather than through the mapper's transcoder.
     d = orjson.loads(state)
@@ -320,6 +346,8 @@ def _decode(position: int, state: bytes) -> SealedEvent:
         recorded_at=d["recorded_at"],
         prev_hash=d["prev_hash"],
         hash=d["hash"],
+        stream_id=stream_id,
+        stream_version=version,
     )
 
 

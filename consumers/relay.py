@@ -1,0 +1,171 @@
+"""Relay: every sealed event, in ledger order, to ``cx.ledger`` — at-least-once, without gaps.
+
+Each record is keyed by customer and carries ``seq``, ``hash`` and its ledger ``position``, so
+readers drop repeats by (customer, seq). Records are sent in batches, each flushed before the next
+starts; every record carries its batch's first position (header ``cxl-batch-start``). So on start
+(and after any producer error) the topic itself says where to resume: the largest batch start found
+in the last record of each partition — everything before it was fully delivered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import orjson
+from kafka import KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+
+from consumers.kafka_clients import make_consumer, make_producer
+from consumers.topics import ensure_topics
+from ledger.errors import BrokerUnavailableError
+from ledger.store import LedgerStore, SealedEvent
+
+BATCH_START = "cxl-batch-start"
+POSITION = "cxl-position"
+
+
+def ledger_record(event: SealedEvent) -> bytes:
+    return orjson.dumps(
+        {
+            "position": event.position,
+            "customer_id": event.customer_id,
+            "seq": event.seq,
+            "event_id": event.event_id,
+            "type": event.type,
+            "recorded_at": event.recorded_at,
+            "prev_hash": event.prev_hash,
+            "hash": event.hash,
+            "event": event.body,
+        }
+    )
+
+
+class LedgerRelay:
+    def __init__(
+        self,
+        store: LedgerStore,
+        bootstrap: str,
+        topic: str,
+        *,
+        partitions: int,
+        timeout_s: float,
+        batch_size: int = 5000,
+        retries: int = 5,
+    ) -> None:
+        self.store = store
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.partitions = partitions
+        self.timeout_s = timeout_s
+        self.batch_size = batch_size
+        self.retries = retries
+        self._producer: KafkaProducer | None = None
+        self._next: int | None = None
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=self.timeout_s)
+            self._producer = None
+
+    def resume_position(self) -> int:
+        """First ledger position not known to be fully delivered to the topic."""
+        ensure_topics(self.bootstrap, {self.topic: self.partitions}, self.timeout_s)
+        consumer = make_consumer(self.bootstrap, self.timeout_s)
+        try:
+            tps = [
+                TopicPartition(self.topic, p)
+                for p in sorted(consumer.partitions_for_topic(self.topic) or ())
+            ]
+            if not tps:
+                return 1
+            consumer.assign(tps)
+            ends = consumer.end_offsets(tps, timeout_ms=int(self.timeout_s * 1000))
+            pending = {tp for tp in tps if ends.get(tp)}
+            for tp in pending:
+                # On the test broker end_offsets is the last batch's base offset, not the high
+                # watermark; starting one before it and reading to the end works on both.
+                consumer.seek(tp, max(0, ends[tp] - 1))
+            last_batch_start = 0
+            deadline = time.monotonic() + self.timeout_s
+            while pending and time.monotonic() < deadline:
+                for tp, messages in consumer.poll(timeout_ms=200).items():
+                    headers = dict(messages[-1].headers or [])
+                    last_batch_start = max(last_batch_start, int(headers.get(BATCH_START, b"0")))
+                for tp in list(pending):
+                    high = consumer.highwater(tp)
+                    if high is not None and consumer.position(tp) >= high:
+                        pending.discard(tp)
+            if pending:
+                raise BrokerUnavailableError(
+                    f"could not read the end of {self.topic} within {self.timeout_s:.0f}s"
+                )
+            return max(1, last_batch_start)
+        finally:
+            consumer.close()
+
+    def publish_pending(self, limit: int | None = None) -> int:
+        """Send what the store sealed since the last call; returns how many records were sent."""
+        for attempt in range(self.retries + 1):
+            try:
+                return self._publish(limit)
+            except KafkaError as exc:
+                # A restarted broker leaves an idempotent producer broken for good
+                # (UnknownProducerIdError, then InitProducerId errors): start over from the topic.
+                self.close()
+                self._next = None
+                if attempt == self.retries:
+                    raise BrokerUnavailableError(
+                        f"relay to {self.topic} failed {self.retries + 1} times: {exc}"
+                    ) from exc
+                time.sleep(min(2.0, 0.2 * (attempt + 1)))
+        return 0
+
+    def _publish(self, limit: int | None) -> int:
+        if self._next is None:
+            self._next = self.resume_position()
+        if self._producer is None:
+            self._producer = make_producer(self.bootstrap, self.timeout_s)
+        sent = 0
+        for page in self.store.read(self._next, page=self.batch_size):
+            batch_start = str(page[0].position).encode()
+            futures = []
+            for event in page:
+                futures.append(
+                    self._producer.send(
+                        self.topic,
+                        key=event.customer_id.encode(),
+                        value=ledger_record(event),
+                        headers=[
+                            (BATCH_START, batch_start),
+                            (POSITION, str(event.position).encode()),
+                        ],
+                    )
+                )
+            self._producer.flush(timeout=self.timeout_s * 3)
+            for future in futures:
+                future.get(timeout=0)  # surfaces a failed delivery as KafkaError
+            self._next = page[-1].position + 1
+            sent += len(page)
+            if limit is not None and sent >= limit:
+                break
+        return sent
+
+    def run(
+        self,
+        *,
+        until_idle: bool,
+        should_stop: Callable[[], bool],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
+        total = 0
+        while not should_stop():
+            sent = self.publish_pending()
+            total += sent
+            if on_progress is not None:
+                on_progress(total)
+            if sent == 0:
+                if until_idle:
+                    break
+                time.sleep(0.5)
+        return total

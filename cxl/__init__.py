@@ -1,0 +1,1 @@
+"""The ``cxl`` command: the application shell over ledger, consumers and projections."""

@@ -1,0 +1,427 @@
+"""``cxl``: command-line entry point. Flags mirror the ``CXL_*`` settings; errors are one line.
+
+Exit codes: 0 ok · 1 error · 2 bad configuration or usage · 3 some input records rejected (the rest
+were processed) · 4 a hash chain does not verify · 5 Kafka unreachable · 6 a Kafka log was reset.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from consumers.broker import EmbeddedBroker
+from consumers.files import ingest_records
+from consumers.ingest import IngestConsumer, IngestStats
+from consumers.kafka_clients import make_producer
+from consumers.publisher import publish_records
+from consumers.records import read_jsonl
+from consumers.relay import LedgerRelay
+from cxl.kafka_access import kafka_access
+from cxl.output import Format, Ticker, emit_rows, err, out, report_rejects
+from ledger.audit import verify_chains
+from ledger.contract import json_schemas
+from ledger.errors import ConfigError, CxlError, RejectedRecordsError
+from ledger.settings import Settings, load_settings
+from ledger.store import LedgerStore
+
+app = typer.Typer(
+    name="cxl",
+    help="cx-ledger: what was promised to customers versus what was delivered, sealed and replayable.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    debug: bool
+
+
+def _ctx(ctx: typer.Context) -> Context:
+    obj: Context = ctx.obj
+    return obj
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None, typer.Option(help="Ledger home directory [env CXL_HOME, default ./.cxl].")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="SQLite path or postgresql:// URL [env CXL_STORE].")
+    ] = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(help="Kafka host:port [env CXL_KAFKA_BOOTSTRAP]; unset = embedded."),
+    ] = None,
+    events_topic: Annotated[
+        str | None, typer.Option(help="Inbound topic [env CXL_EVENTS_TOPIC].")
+    ] = None,
+    ledger_topic: Annotated[
+        str | None, typer.Option(help="Sealed-event topic [env CXL_LEDGER_TOPIC].")
+    ] = None,
+    dlq_topic: Annotated[
+        str | None, typer.Option(help="Dead-letter topic [env CXL_DLQ_TOPIC].")
+    ] = None,
+    partitions: Annotated[
+        int | None, typer.Option(help="Partitions for created topics [env CXL_PARTITIONS].")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Records per sealing transaction [env CXL_BATCH_SIZE].")
+    ] = None,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    ctx.obj = Context(
+        settings=load_settings(
+            home=home,
+            store=store,
+            kafka_bootstrap=bootstrap,
+            events_topic=events_topic,
+            ledger_topic=ledger_topic,
+            dlq_topic=dlq_topic,
+            partitions=partitions,
+            batch_size=batch_size,
+        ),
+        debug=debug,
+    )
+
+
+def _open_store(settings: Settings) -> LedgerStore:
+    return LedgerStore(settings.store_url)
+
+
+def _check_files(files: list[Path]) -> None:
+    for path in files:
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+
+
+# -- files and Kafka in ----------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="JSON-lines files of v1 events.")],
+    fmt: Annotated[Format, typer.Option("--format", help="Summary format.")] = Format.table,
+) -> None:
+    """Validate and seal JSON-lines files straight into the store (no broker needed)."""
+    settings = _ctx(ctx).settings
+    _check_files(files)
+    ticker = Ticker("ingesting")
+    with _open_store(settings) as store, ticker.running():
+        started = time.monotonic()
+        report = ingest_records(
+            (r for path in files for r in read_jsonl(str(path))),
+            store,
+            batch_size=settings.batch_size,
+            on_batch=lambda r: ticker.update(
+                f"{r.lines:,} lines, {r.seal.sealed:,} sealed, {r.lines / max(time.monotonic() - started, 1e-9):,.0f} lines/s"
+            ),
+        )
+    rejects = [str(e) for e in report.invalid] + [
+        f"{r.event.origin}: event_id: {r.reason}" for r in report.seal.rejected
+    ]
+    report_rejects(rejects)
+    summary = {
+        "lines": report.lines,
+        "sealed": report.seal.sealed,
+        "duplicates_skipped": report.seal.duplicates,
+        "rejected": report.rejected,
+        "anomalies": sum(report.seal.anomalies.values()),
+    }
+    _summary(summary, fmt, report.seal.anomalies)
+    if report.rejected:
+        raise RejectedRecordsError(
+            f"{report.rejected:,} of {report.lines:,} lines rejected; the rest were sealed"
+        )
+
+
+def _summary(summary: dict[str, Any], fmt: Format, anomalies: dict[str, int] | None = None) -> None:
+    if fmt is Format.table:
+        out.print(
+            ", ".join(
+                f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                for k, v in summary.items()
+            )
+        )
+        if anomalies:
+            out.print("anomalies: " + ", ".join(f"{k} {v:,}" for k, v in sorted(anomalies.items())))
+    else:
+        emit_rows(
+            [summary | ({"anomaly_kinds": anomalies} if anomalies and fmt is Format.json else {})],
+            fmt,
+        )
+
+
+@app.command()
+def publish(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="JSON-lines files of v1 events.")],
+    validate: Annotated[
+        bool, typer.Option("--validate/--no-validate", help="Validate before sending.")
+    ] = True,
+) -> None:
+    """Append the events of JSON-lines files to the events topic (key = customer_id)."""
+    settings = _ctx(ctx).settings
+    _check_files(files)
+    with kafka_access(settings, may_embed=False) as kafka:
+        producer = make_producer(kafka.bootstrap, settings.kafka_timeout_s)
+        ticker = Ticker("publishing")
+        try:
+            with ticker.running():
+                report = publish_records(
+                    (r for path in files for r in read_jsonl(str(path))),
+                    producer,
+                    settings.events_topic,
+                    validate=validate,
+                    timeout_s=settings.kafka_timeout_s,
+                    on_progress=lambda n: ticker.update(f"{n:,} sent"),
+                )
+        finally:
+            producer.close(timeout=settings.kafka_timeout_s)
+    report_rejects([str(e) for e in report.rejected])
+    out.print(f"sent {report.sent:,} to {settings.events_topic}, rejected {len(report.rejected):,}")
+    if report.rejected:
+        raise RejectedRecordsError(f"{len(report.rejected):,} lines rejected; the rest were sent")
+
+
+def _install_stop_handlers(stop: Any) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop())
+
+
+@app.command()
+def consume(
+    ctx: typer.Context,
+    until_idle: Annotated[
+        bool, typer.Option(help="Exit once every partition is caught up.")
+    ] = False,
+    relay: Annotated[
+        bool,
+        typer.Option("--relay/--no-relay", help="Also relay sealed events to the ledger topic."),
+    ] = True,
+    accept_reset: Annotated[
+        bool, typer.Option(help="Read a reset partition again from offset 0 instead of stopping.")
+    ] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="Summary format.")] = Format.table,
+) -> None:
+    """Run the ingest consumer: events topic → validate → seal (→ relay). Stops on SIGINT/SIGTERM."""
+    settings = _ctx(ctx).settings
+    with kafka_access(settings, may_embed=False) as kafka, _open_store(settings) as store:
+        stats = run_ingest(
+            settings,
+            store,
+            kafka.bootstrap,
+            owns_broker=kafka.owns_broker,
+            accept_reset=accept_reset,
+            until_idle=until_idle,
+            relay=relay,
+        )
+    _summary(_ingest_summary(stats), fmt, stats.anomalies)
+
+
+def run_ingest(
+    settings: Settings,
+    store: LedgerStore,
+    bootstrap: str,
+    *,
+    owns_broker: bool,
+    accept_reset: bool,
+    until_idle: bool,
+    relay: bool,
+) -> IngestStats:
+    ledger_relay = (
+        LedgerRelay(
+            store,
+            bootstrap,
+            settings.ledger_topic,
+            partitions=settings.partitions,
+            timeout_s=settings.kafka_timeout_s,
+            batch_size=settings.batch_size,
+        )
+        if relay
+        else None
+    )
+    ticker = Ticker("consuming")
+    consumer = IngestConsumer(
+        settings,
+        store,
+        bootstrap,
+        owns_broker=owns_broker,
+        accept_reset=accept_reset,
+        relay=ledger_relay,
+        on_progress=lambda s: ticker.update(
+            f"{s.consumed:,} consumed, {s.sealed:,} sealed, {s.duplicates:,} duplicates, "
+            f"{s.dead_lettered:,} dead-lettered, {s.rate:,.0f}/s"
+        ),
+    )
+    _install_stop_handlers(consumer.stop)
+    try:
+        with ticker.running():
+            return consumer.run(until_idle=until_idle)
+    finally:
+        if ledger_relay is not None:
+            ledger_relay.close()
+
+
+def _ingest_summary(stats: IngestStats) -> dict[str, Any]:
+    return {
+        "consumed": stats.consumed,
+        "sealed": stats.sealed,
+        "duplicates_skipped": stats.duplicates,
+        "dead_lettered": stats.dead_lettered,
+        "relayed": stats.relayed,
+        "new_epochs": stats.resets,
+        "events_per_s": round(stats.rate),
+    }
+
+
+@app.command("relay")
+def relay_command(
+    ctx: typer.Context,
+    until_idle: Annotated[
+        bool, typer.Option(help="Exit once everything sealed is relayed.")
+    ] = False,
+) -> None:
+    """Publish sealed events, in ledger order, to the ledger topic (at-least-once, resumes by itself)."""
+    settings = _ctx(ctx).settings
+    stopping = {"stop": False}
+    _install_stop_handlers(lambda: stopping.update(stop=True))
+    with kafka_access(settings, may_embed=False) as kafka, _open_store(settings) as store:
+        relay = LedgerRelay(
+            store,
+            kafka.bootstrap,
+            settings.ledger_topic,
+            partitions=settings.partitions,
+            timeout_s=settings.kafka_timeout_s,
+            batch_size=settings.batch_size,
+        )
+        ticker = Ticker("relaying")
+        try:
+            with ticker.running():
+                total = relay.run(
+                    until_idle=until_idle,
+                    should_stop=lambda: stopping["stop"],
+                    on_progress=lambda n: ticker.update(f"{n:,} relayed"),
+                )
+        finally:
+            relay.close()
+    out.print(f"relayed {total:,} sealed events to {settings.ledger_topic}")
+
+
+@app.command()
+def broker(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(help="Loopback port (default: a free one).")] = None,
+) -> None:
+    """Run the embedded Kafka broker (Tansu, memory only) in the foreground until Ctrl-C."""
+    settings = _ctx(ctx).settings
+    stopping = {"stop": False}
+    _install_stop_handlers(lambda: stopping.update(stop=True))
+    with EmbeddedBroker(port=port, log_dir=settings.home) as running:
+        out.print(f"Kafka broker (Tansu, memory only) listening on {running.bootstrap}")
+        out.print(f"  export CXL_KAFKA_BOOTSTRAP={running.bootstrap}")
+        out.print(f"  log: {running.log_path}; Ctrl-C stops it and forgets every topic.")
+        sys.stdout.flush()
+        while not stopping["stop"] and running.running:
+            time.sleep(0.2)
+        if not running.running:
+            raise CxlError(f"the broker exited unexpectedly; see {running.log_path}")
+
+
+# -- audit ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Recompute every customer's hash chain; print the first break, or the totals when all verify."""
+    settings = _ctx(ctx).settings
+    ticker = Ticker("verifying")
+    with _open_store(settings) as store, ticker.running():
+        report = verify_chains(store, on_progress=lambda n: ticker.update(f"{n:,} events"))
+    if fmt is Format.table:
+        out.print(f"ok {report.events} events, {report.customers} customers")
+        out.print(f"head digest {report.head_digest}")
+    else:
+        emit_rows(
+            [
+                {
+                    "ok": True,
+                    "events": report.events,
+                    "customers": report.customers,
+                    "head_digest": report.head_digest,
+                }
+            ],
+            fmt,
+        )
+
+
+@app.command()
+def schemas(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the v1 schemas live.")] = Path(
+        "schemas/v1"
+    ),
+    check: Annotated[bool, typer.Option(help="Only check the files match the models.")] = False,
+) -> None:
+    """Write (or --check) the JSON Schema of every v1 event type, generated from the models."""
+    drift = []
+    for name, schema in json_schemas().items():
+        text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        path = directory / name
+        if check:
+            if not path.is_file() or path.read_text() != text:
+                drift.append(str(path))
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if drift:
+        raise CxlError(
+            "schemas differ from the models: " + ", ".join(drift) + " (run `cxl schemas`)"
+        )
+    out.print(f"{'checked' if check else 'wrote'} {len(json_schemas())} schemas in {directory}")
+
+
+def main() -> None:
+    """Entry point: one red line and a documented exit code for every expected failure."""
+    debug = "--debug" in sys.argv
+    try:
+        app(standalone_mode=False)
+    except CxlError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except (typer.BadParameter, typer.Exit) as exc:
+        if isinstance(exc, typer.Exit):
+            sys.exit(exc.exit_code)
+        raise
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""How the CLI talks to people (rich tables, progress on a terminal) and to machines (JSON/CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+MAX_LISTED_REJECTS = 200
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def emit_rows(rows: Sequence[dict[str, Any]], fmt: Format, title: str | None = None) -> None:
+    """Print rows as a table for people, or as a JSON array / CSV for machines (stdout only)."""
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(list(rows), default=str) + "\n")
+        return
+    if fmt is Format.csv:
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+        return
+    table = Table(title=title, show_lines=False)
+    columns = list(rows[0]) if rows else []
+    for column in columns:
+        numeric = rows and isinstance(rows[0][column], int | float)
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    out.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 1 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+class Ticker:
+    """A one-line live status on a terminal (rate-limited); silent when output is not a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.enabled = err.is_terminal
+        self._last = 0.0
+        self._status: Any = None
+
+    def update(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if force or now - self._last > 0.25:
+            self._last = now
+            self._status.update(f"{self.label}: {text}")
+
+    @contextmanager
+    def running(self) -> Iterator[Ticker]:
+        if not self.enabled:
+            yield self
+            return
+        with err.status(self.label) as status:
+            self._status = status
+            yield self
+
+
+def report_rejects(messages: Sequence[str]) -> None:
+    for message in messages[:MAX_LISTED_REJECTS]:
+        err.print(message, markup=False)
+    if len(messages) > MAX_LISTED_REJECTS:
+        err.print(f"… and {len(messages) - MAX_LISTED_REJECTS:,} more rejected", markup=False)
