@@ -89,7 +89,7 @@ class LedgerRelay:
             last_batch_start = 0
             deadline = time.monotonic() + self.timeout_s
             while pending and time.monotonic() < deadline:
-                for tp, messages in consumer.poll(timeout_ms=200).items():
+                for messages in consumer.poll(timeout_ms=200).values():
                     headers = dict(messages[-1].headers or [])
                     last_batch_start = max(last_batch_start, int(headers.get(BATCH_START, b"0")))
                 for tp in list(pending):
