@@ -7,7 +7,8 @@ Contract:
 - Recording a position that is already recorded raises nothing and seals nothing: the batch was
   done before (a redelivery). ``position(name)`` is the last recorded position, ``None`` if none.
 - The notification log (``read``) yields every sealed event once, in the global order they were
-  recorded; that order is what the relay and the projections follow.
+  recorded; that order is what the relay and the projections follow. Within one transaction the
+  events are grouped by customer, each customer's in arrival order.
 
 The writer keeps hot per-customer state (chain head, seen event ids) in memory as cached
 Relationship aggregates; it assumes it is the only writer of its store (one ingest per ledger).

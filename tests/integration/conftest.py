@@ -1,0 +1,105 @@
+"""Real parts: a Kafka-protocol broker over TCP, SQLite files, the PostgreSQL server, DuckDB files.
+
+The broker is the embedded Tansu (one per test session) unless ``CXL_TEST_KAFKA_BOOTSTRAP`` names
+another Kafka. Topic names are unique per test and deleted afterwards (the test broker keeps them
+in memory).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from consumers.broker import EmbeddedBroker
+from consumers.topics import delete_topics
+from ledger.settings import Settings
+from ledger.store import LedgerStore
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+EXTERNAL_KAFKA = os.environ.get("CXL_TEST_KAFKA_BOOTSTRAP")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if EXTERNAL_KAFKA:
+        yield EXTERNAL_KAFKA
+        return
+    with EmbeddedBroker(log_dir=tmp_path_factory.mktemp("broker")) as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture
+def settings(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Settings]:
+    suffix = uuid.uuid4().hex[:8]
+    s = Settings(
+        home=tmp_path / "home",
+        kafka_bootstrap=kafka_bootstrap,
+        events_topic=f"t-{suffix}.events",
+        ledger_topic=f"t-{suffix}.ledger",
+        dlq_topic=f"t-{suffix}.dlq",
+        partitions=3,
+        batch_size=500,
+        kafka_timeout_s=10,
+    )
+    yield s
+    delete_topics(kafka_bootstrap, [s.events_topic, s.ledger_topic, s.dlq_topic], 10)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    schema = f"cxl_test_{uuid.uuid4().hex[:12]}"
+    yield f"{POSTGRES_ADMIN}?schema={schema}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.sqlite")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[LedgerStore]:
+    with LedgerStore(store_url) as opened:
+        yield opened
+
+
+def cxl_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CXL_")}
+    env.update(
+        CXL_HOME=str(settings.home),
+        CXL_EVENTS_TOPIC=settings.events_topic,
+        CXL_LEDGER_TOPIC=settings.ledger_topic,
+        CXL_DLQ_TOPIC=settings.dlq_topic,
+        CXL_PARTITIONS=str(settings.partitions),
+        CXL_BATCH_SIZE=str(settings.batch_size),
+    )
+    if settings.kafka_bootstrap:
+        env["CXL_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    if settings.store:
+        env["CXL_STORE"] = settings.store
+    env.update(extra)
+    return env
+
+
+def run_cxl(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``cxl`` entry point in a child process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "cxl.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

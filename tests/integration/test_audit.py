@@ -1,0 +1,78 @@
+"""``cxl verify`` catches history that was altered in the store itself."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ledger.audit import verify_chains
+from ledger.errors import ChainBrokenError
+from ledger.settings import Settings
+from ledger.store import LedgerStore
+from tests.events import valid
+from tests.integration.conftest import cxl_env, run_cxl
+
+
+def _seal_history(path: Path) -> None:
+    with LedgerStore(str(path)) as store:
+        store.seal([valid(customer_id=f"c{i % 3}", promise_id=f"p{i}") for i in range(30)])
+
+
+def _tamper(path: Path, customer_seq: int, change: dict) -> None:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT rowid, state FROM stored_events ORDER BY rowid").fetchall()
+        for rowid, state in rows:
+            decoded = orjson.loads(state)
+            if decoded.get("seq") == customer_seq and decoded["body"]["customer_id"] == "c1":
+                decoded["body"]["data"].update(change)
+                conn.execute(
+                    "UPDATE stored_events SET state=? WHERE rowid=?", (orjson.dumps(decoded), rowid)
+                )
+                return
+    raise AssertionError("event to tamper with not found")
+
+
+def test_an_untouched_ledger_verifies(tmp_path: Path) -> None:
+    _seal_history(tmp_path / "l.sqlite")
+    with LedgerStore(str(tmp_path / "l.sqlite")) as store:
+        report = verify_chains(store)
+    assert (report.events, report.customers) == (30, 3)
+
+
+def test_an_edited_event_is_reported_with_customer_and_seq(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    _seal_history(path)
+    _tamper(path, 4, {"made_by": "someone-else"})
+    with LedgerStore(str(path)) as store, pytest.raises(ChainBrokenError) as caught:
+        verify_chains(store)
+    assert (caught.value.customer_id, caught.value.seq, caught.value.what) == ("c1", 4, "hash")
+    assert caught.value.expected != caught.value.found
+
+
+def test_a_deleted_event_breaks_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    _seal_history(path)
+    with sqlite3.connect(path) as conn:
+        for rowid, state in conn.execute("SELECT rowid, state FROM stored_events").fetchall():
+            decoded = orjson.loads(state)
+            if decoded.get("seq") == 2 and decoded["body"]["customer_id"] == "c2":
+                conn.execute("DELETE FROM stored_events WHERE rowid=?", (rowid,))
+    with LedgerStore(str(path)) as store, pytest.raises(ChainBrokenError) as caught:
+        verify_chains(store)
+    assert (caught.value.customer_id, caught.value.seq, caught.value.what) == ("c2", 3, "seq")
+
+
+def test_cli_verify_prints_ok_or_the_first_break_with_exit_code(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    _seal_history(Path(settings.store_url))
+    ok = run_cxl(["verify"], cxl_env(settings))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("ok 30 events, 3 customers")
+    _tamper(Path(settings.store_url), 7, {"kind": "delivery"})
+    broken = run_cxl(["verify"], cxl_env(settings))
+    assert broken.returncode == 4
+    assert "customer 'c1' seq 7: hash expected" in broken.stderr
+    assert "Traceback" not in broken.stderr

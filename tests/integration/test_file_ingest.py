@@ -1,0 +1,56 @@
+"""``cxl ingest``: files straight into the store through the same validation and sealing path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ledger.settings import Settings
+from ledger.store import LedgerStore
+from tests.events import event_dict, write_jsonl
+from tests.integration.conftest import cxl_env, run_cxl
+
+
+def test_reingesting_a_file_seals_nothing_new(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    events = [event_dict(customer_id=f"c{i % 4}", promise_id=f"p{i}") for i in range(40)]
+    write_jsonl(tmp_path / "a.jsonl", events)
+    first = run_cxl(["ingest", str(tmp_path / "a.jsonl")], cxl_env(settings))
+    assert first.returncode == 0, first.stderr
+    assert "sealed 40, duplicates skipped 0" in first.stdout
+    second = run_cxl(["ingest", str(tmp_path / "a.jsonl")], cxl_env(settings))
+    assert second.returncode == 0, second.stderr
+    assert "sealed 0, duplicates skipped 40" in second.stdout
+    with LedgerStore(settings.store_url) as store:
+        assert sum(len(p) for p in store.read()) == 40
+
+
+def test_poison_lines_are_reported_and_the_rest_sealed(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    path = tmp_path / "mixed.jsonl"
+    write_jsonl(
+        path,
+        [
+            event_dict(customer_id="c1"),
+            "{not json",
+            event_dict(customer_id="c1", occurred_at="2026-03-01T09:00:00"),
+            event_dict("promise.kept", customer_id="c1"),
+            event_dict("complaint.filed", customer_id="c2", severity=9),
+            event_dict("touchpoint.recorded", customer_id="c2"),
+        ],
+    )
+    result = run_cxl(["ingest", str(path)], cxl_env(settings))
+    assert result.returncode == 3
+    assert f"{path}:2: (record): not valid JSON" in result.stderr
+    assert f"{path}:3: occurred_at: timestamp must carry a UTC offset" in result.stderr
+    assert f"{path}:5: data.severity: Input should be less than or equal to 5" in result.stderr
+    assert "sealed 3" in result.stdout
+    assert "Traceback" not in result.stderr
+    with LedgerStore(settings.store_url) as store:
+        assert len(store.stream("c1")) == 2
+        assert len(store.stream("c2")) == 1
+
+
+def test_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
+    result = run_cxl(["ingest", str(tmp_path / "nope.jsonl")], cxl_env(Settings(home=tmp_path)))
+    assert result.returncode == 2
+    assert "nope.jsonl: no such file" in result.stderr

@@ -1,0 +1,87 @@
+"""One behaviour suite for the ledger store, run against a SQLite file and the PostgreSQL server."""
+
+from __future__ import annotations
+
+import pytest
+from eventsourcing.persistence import Tracking
+
+from ledger.contract import parse_event
+from ledger.store import LedgerStore, SealReport
+from tests.events import event_dict, raw, valid
+
+
+def test_a_batch_for_many_customers_is_sealed_with_its_position(store: LedgerStore) -> None:
+    events = [valid(customer_id=f"c{i % 7}", promise_id=f"p{i}") for i in range(50)]
+    report = store.seal(events, Tracking("kafka:t:0:0", 49))
+    assert (report.sealed, report.duplicates) == (50, 0)
+    assert store.position("kafka:t:0:0") == 49
+    sealed = [e for page in store.read() for e in page]
+    assert sorted(e.event_id for e in sealed) == sorted(e.event_id for e in events)
+    assert [e.position for e in sealed] == sorted({e.position for e in sealed})
+    for customer in {e.customer_id for e in events}:
+        arrived = [e.event_id for e in events if e.customer_id == customer]
+        assert [e.event_id for e in sealed if e.customer_id == customer] == arrived
+    assert [e.seq for e in store.stream("c3")] == list(range(1, 8))
+
+
+def test_offset_zero_is_a_recorded_position(store: LedgerStore) -> None:
+    assert store.position("kafka:t:1:0") is None
+    store.seal([valid()], Tracking("kafka:t:1:0", 0))
+    assert store.position("kafka:t:1:0") == 0
+
+
+def test_redelivered_batch_seals_nothing(store: LedgerStore) -> None:
+    events = [valid(customer_id="c1", promise_id=f"p{i}") for i in range(5)]
+    store.seal(events, Tracking("kafka:t:0:0", 4))
+    again = store.seal(events, Tracking("kafka:t:0:0", 4))
+    assert again.already_done and again.sealed == 0
+    assert store.max_position() > 0
+    assert len(store.stream("c1")) == 5
+
+
+def test_duplicates_are_detected_after_the_writer_restarts(store_url: str) -> None:
+    event = event_dict(customer_id="c9")
+    with LedgerStore(store_url) as first:
+        first.seal([parse_event(raw(event), "a")])
+    with LedgerStore(store_url) as second:
+        report = second.seal(
+            [parse_event(raw(event), "b"), valid("promise.kept", customer_id="c9")]
+        )
+        assert (report.sealed, report.duplicates) == (1, 1)
+        assert [e.seq for e in second.stream("c9")] == [1, 2]
+
+
+def test_reused_event_id_with_other_content_is_refused_not_sealed(store: LedgerStore) -> None:
+    event = event_dict(customer_id="c1")
+    store.seal([parse_event(raw(event), "a")])
+    changed = {**event, "data": {**event["data"], "made_by": "sales"}}
+    report = store.seal([parse_event(raw(changed), "b")])
+    assert report.sealed == 0
+    assert [r.reason for r in report.rejected] == ["event_id reused with different content"]
+    assert len(store.stream("c1")) == 1
+
+
+def test_a_batch_of_only_rejects_still_records_its_position(store: LedgerStore) -> None:
+    store.record_position(Tracking("kafka:t:2:0", 17))
+    assert store.position("kafka:t:2:0") == 17
+
+
+def test_a_failure_before_commit_writes_nothing_and_forgets_nothing(store: LedgerStore) -> None:
+    events = [valid(customer_id="c1", promise_id="p1")]
+
+    def fail(_: SealReport) -> None:
+        raise RuntimeError("dead-letter topic unreachable")
+
+    with pytest.raises(RuntimeError):
+        store.seal(events, Tracking("kafka:t:0:0", 0), before_commit=fail)
+    assert store.position("kafka:t:0:0") is None
+    assert store.stream("c1") == []
+    report = store.seal(events, Tracking("kafka:t:0:0", 0))
+    assert report.sealed == 1
+    assert [e.seq for e in store.stream("c1")] == [1]
+
+
+def test_out_of_order_facts_are_sealed_and_counted_as_anomalies(store: LedgerStore) -> None:
+    report = store.seal([valid("promise.kept", customer_id="c1"), valid(customer_id="c1")])
+    assert report.sealed == 2
+    assert report.anomalies == {"outcome before promise": 1}

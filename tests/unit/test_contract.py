@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import pytest
+
+from ledger.contract import EVENT_MODELS, parse_event
+from ledger.errors import InvalidEventError
+from tests.events import DEFAULT_DATA, event_dict, raw
+
+
+@pytest.mark.parametrize("type_", sorted(DEFAULT_DATA))
+def test_every_v1_type_with_its_required_fields_is_valid(type_: str) -> None:
+    event = parse_event(raw(event_dict(type_)), "test")
+    assert event.type == type_
+    assert event.body["schema_version"] == 1
+
+
+def test_every_contract_type_has_a_test_builder() -> None:
+    assert set(EVENT_MODELS) == set(DEFAULT_DATA)
+
+
+def _problem(event: dict | bytes, origin: str = "events.jsonl:7") -> tuple[str, str]:
+    with pytest.raises(InvalidEventError) as caught:
+        parse_event(event if isinstance(event, bytes) else raw(event), origin)
+    error = caught.value
+    assert error.origin == origin
+    assert str(error).startswith(f"{origin}: ")
+    return error.problems[0].field, error.problems[0].reason
+
+
+def test_naive_timestamp_is_rejected_naming_the_field() -> None:
+    field, reason = _problem(event_dict(occurred_at="2026-03-01T09:00:00"))
+    assert field == "occurred_at"
+    assert "offset" in reason
+
+
+def test_naive_due_at_is_rejected() -> None:
+    field, _ = _problem(event_dict(due_at="2026-03-10T12:00:00"))
+    assert field == "data.due_at"
+
+
+def test_due_at_before_occurred_at_is_rejected() -> None:
+    field, reason = _problem(event_dict(due_at="2026-02-01T00:00:00Z"))
+    assert (field, reason) == ("data.due_at", "must not be before occurred_at")
+
+
+def test_due_at_equal_to_occurred_at_is_accepted() -> None:
+    parse_event(
+        raw(event_dict(occurred_at="2026-03-01T09:00:00+01:00", due_at="2026-03-01T08:00:00Z")), "t"
+    )
+
+
+def test_unknown_field_in_data_is_rejected() -> None:
+    field, reason = _problem(event_dict(colour="red"))
+    assert field == "data.colour"
+    assert "unknown field" in reason
+
+
+def test_unknown_top_level_field_is_rejected() -> None:
+    field, _ = _problem({**event_dict(), "extra": 1})
+    assert field == "extra"
+
+
+def test_unknown_type_is_rejected_listing_known_types() -> None:
+    field, reason = _problem({**event_dict(), "type": "promise.forgotten"})
+    assert field == "type"
+    assert "promise.made" in reason
+
+
+@pytest.mark.parametrize(
+    ("type_", "overrides", "field"),
+    [
+        ("promise.made", {"kind": "bribe"}, "data.kind"),
+        ("promise.made", {"channel": "pigeon"}, "data.channel"),
+        ("promise.made", {"weight": 0}, "data.weight"),
+        ("promise.kept", {"fraction": 0}, "data.fraction"),
+        ("promise.kept", {"fraction": 1.5}, "data.fraction"),
+        ("complaint.filed", {"severity": 6}, "data.severity"),
+        ("complaint.filed", {"severity": 2.5}, "data.severity"),
+        ("touchpoint.recorded", {"automated": "true"}, "data.automated"),
+        ("touchpoint.recorded", {"direction": "sideways"}, "data.direction"),
+        ("promise.renegotiated", {"agreed_by_customer": 1}, "data.agreed_by_customer"),
+    ],
+)
+def test_values_outside_the_contract_are_rejected(type_: str, overrides: dict, field: str) -> None:
+    assert _problem(event_dict(type_, **overrides))[0] == field
+
+
+def test_missing_required_field_is_named() -> None:
+    event = event_dict()
+    del event["data"]["promise_id"]
+    assert _problem(event) == ("data.promise_id", "Field required")
+
+
+def test_empty_and_overlong_customer_ids_are_rejected() -> None:
+    assert _problem(event_dict(customer_id=""))[0] == "customer_id"
+    assert _problem(event_dict(customer_id="x" * 129))[0] == "customer_id"
+
+
+def test_invalid_json_is_rejected_as_a_whole_record() -> None:
+    field, reason = _problem(b'{"event_id": ')
+    assert field == "(record)"
+    assert "not valid JSON" in reason
+
+
+def test_every_failing_field_is_reported_at_once() -> None:
+    bad = event_dict(kind="bribe", channel="pigeon")
+    with pytest.raises(InvalidEventError) as caught:
+        parse_event(raw(bad), "x")
+    assert {p.field for p in caught.value.problems} == {"data.kind", "data.channel"}
+
+
+def test_omitted_optional_fields_and_explicit_nulls_are_the_same_fact() -> None:
+    plain = event_dict(event_id="00000000-0000-4000-8000-000000000001")
+    explicit = {**plain, "data": {**plain["data"], "description": None, "weight": 1}}
+    assert parse_event(raw(plain), "a").body == parse_event(raw(explicit), "b").body
+
+
+def test_uuid_case_is_normalised_in_the_canonical_body() -> None:
+    event = event_dict(event_id="6F1C2B4E-1111-4A4A-9A9A-123456789ABC")
+    assert parse_event(raw(event), "t").event_id == "6f1c2b4e-1111-4a4a-9a9a-123456789abc"

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from ledger.contract import json_schemas
+from tests.events import DEFAULT_DATA, event_dict
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "v1"
+
+
+def test_checked_in_schemas_match_the_models() -> None:
+    generated = json_schemas()
+    on_disk = {p.name: json.loads(p.read_text()) for p in SCHEMA_DIR.glob("*.json")}
+    assert set(on_disk) == set(generated), "run `cxl schemas` to regenerate schemas/v1"
+    for name, schema in generated.items():
+        assert on_disk[name] == schema, f"{name} drifted from the model; run `cxl schemas`"
+
+
+@pytest.mark.parametrize("type_", sorted(DEFAULT_DATA))
+def test_a_valid_event_validates_against_its_published_schema(type_: str) -> None:
+    schema = json.loads((SCHEMA_DIR / f"{type_}.json").read_text())
+    jsonschema.validate(event_dict(type_), schema)
+
+
+def test_the_published_schema_rejects_unknown_fields() -> None:
+    schema = json.loads((SCHEMA_DIR / "promise.made.json").read_text())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(event_dict(colour="red"), schema)
