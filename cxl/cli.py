@@ -397,6 +397,21 @@ def schemas(
     out.print(f"{'checked' if check else 'wrote'} {len(json_schemas())} schemas in {directory}")
 
 
+@app.command()
+def demo(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(min=10, max=1_000_000, help="Synthetic customers (~16 events each).")] = 4000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic history.")] = 7,
+) -> None:
+    """The whole pipeline in one process on the embedded default: generate, publish, seal, verify."""
+    from cxl.demo import run_demo
+
+    settings = _ctx(ctx).settings
+    result = run_demo(settings, customers=customers, seed=seed, run_ingest=run_ingest,
+                      say=lambda text: out.print(text, markup=False))
+    out.print(f"demo finished in {result.seconds:.1f} s")
+
+
 def main() -> None:
     """Entry point: one red line and a documented exit code for every expected failure."""
     debug = "--debug" in sys.argv

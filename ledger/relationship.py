@@ -67,13 +67,14 @@ class Relationship(Aggregate):
         TOPIC = "cxl:Relationship.EventSealed.v1"
         event_id: str
         body: dict[str, Any]
+        digest: str
         seq: int
         prev_hash: str
         hash: str
         recorded_at: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate._note_sealed(self.event_id, self.body, self.seq, self.hash)
+            aggregate._note_sealed(self.event_id, self.digest, self.body, self.seq, self.hash)
 
     @staticmethod
     def create_id(customer_id: str) -> UUID:
@@ -87,19 +88,23 @@ class Relationship(Aggregate):
         self._promises: dict[str, _PromiseFacts] = {}
         self._complaints: set[str] = set()
 
-    def seal(self, event: ValidEvent, recorded_at: datetime | None = None) -> SealResult:
-        """Seal ``event`` onto this stream unless it is a duplicate or a conflicting reuse."""
+    def seal(self, event: ValidEvent, recorded_at: str | None = None) -> SealResult:
+        """Seal ``event`` onto this stream unless it is a duplicate or a conflicting reuse.
+
+        ``recorded_at`` (ISO 8601, UTC) defaults to now; a writer passes one instant per transaction.
+        """
         digest = content_digest(event.body)
         known = self._digests.get(event.event_id)
         if known is not None:
             return SealResult(SealOutcome.DUPLICATE if known == digest else SealOutcome.CONFLICT)
         anomalies = self._anomalies_of(event.body)
         seq = self.last_seq + 1
-        stamp = (recorded_at or datetime.now(UTC)).isoformat()
+        stamp = recorded_at or datetime.now(UTC).isoformat()
         self.trigger_event(
             self.EventSealed,
             event_id=event.event_id,
             body=event.body,
+            digest=digest,
             seq=seq,
             prev_hash=self.head_hash,
             hash=seal_hash(self.head_hash, event.body, seq, stamp),
@@ -107,8 +112,10 @@ class Relationship(Aggregate):
         )
         return SealResult(SealOutcome.SEALED, seq, anomalies)
 
-    def _note_sealed(self, event_id: str, body: dict[str, Any], seq: int, hash_: str) -> None:
-        self._digests[event_id] = content_digest(body)
+    def _note_sealed(
+        self, event_id: str, digest: str, body: dict[str, Any], seq: int, hash_: str
+    ) -> None:
+        self._digests[event_id] = digest
         self.last_seq = seq
         self.head_hash = hash_
         data = body["data"]

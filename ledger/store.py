@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -193,9 +194,12 @@ class LedgerStore:
                     )
             if before_commit is not None:
                 before_commit(report)
-            pending = [e for r in touched.values() for e in r.collect_events()]
-            if pending or tracking is not None:
-                self._app.events.put(pending, tracking=tracking)
+            to_stored = self._app.mapper.to_stored_event
+            stored = [to_stored(e) for r in touched.values() for e in r.collect_events()]
+            if stored or tracking is not None:
+                # The recorder directly, not EventStore.put: put() builds a Recording and a
+                # Notification object per event that nobody here reads (a fifth of sealing time).
+                self._recorder.insert_events(stored, tracking=tracking)
         except IntegrityError as exc:
             self._evict(touched)
             if tracking is not None and self.has_position(tracking):

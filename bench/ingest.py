@@ -1,0 +1,142 @@
+"""Ingest benchmark: raw consume, raw validation and end-to-end cx.events → sealed store, one run.
+
+    python -m bench.ingest [--events 200000] [--store sqlite|postgres]
+
+Every figure comes from the same generated data in the same run, so the ratios compare like with
+like. Targets (issue 2): end-to-end ≥ 10,000 events/s on SQLite, end-to-end / raw consume ≥ 0.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+from pydantic import TypeAdapter
+
+from consumers.broker import EmbeddedBroker
+from consumers.ingest import IngestConsumer
+from consumers.kafka_clients import make_producer
+from consumers.topics import ensure_topics
+from cxl.synthetic import HistoryGenerator
+from ledger.contract import ContractEvent, parse_event
+from ledger.settings import Settings
+from ledger.store import LedgerStore
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _line(name: str, count: int, seconds: float, unit: str = "events/s") -> float:
+    rate = count / seconds
+    print(f"  {name:<44} {count:>9,} in {seconds:7.2f} s = {rate:>10,.0f} {unit}")
+    return rate
+
+
+def generate(n: int) -> list[bytes]:
+    customers = max(100, n * 2000 // 31_000)
+    events = HistoryGenerator(customers=customers, seed=11).events()
+    while len(events) < n:
+        events += HistoryGenerator(customers=customers, seed=len(events)).events()
+    return [orjson.dumps(e) for e in events[:n]]
+
+
+def raw_consume(bootstrap: str, topic: str, total: int) -> float:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             max_poll_records=5000, fetch_max_wait_ms=200,
+                             max_partition_fetch_bytes=8 * 1024 * 1024)
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(tps)
+    consumer.seek_to_beginning()
+    seen = 0
+    started = time.perf_counter()
+    while seen < total:
+        for messages in consumer.poll(timeout_ms=500).values():
+            seen += len(messages)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return _line("raw kafka-python consume", seen, elapsed)
+
+
+def raw_validation(values: list[bytes]) -> tuple[float, float]:
+    adapter: TypeAdapter[object] = TypeAdapter(ContractEvent)
+    started = time.perf_counter()
+    for value in values:
+        adapter.validate_json(value)
+    pure = _line("raw pydantic validate_json (discarded)", len(values), time.perf_counter() - started)
+    started = time.perf_counter()
+    kept = [parse_event(value, "bench") for value in values]
+    full = _line("contract parse + canonical body (kept)", len(kept), time.perf_counter() - started)
+    return pure, full
+
+
+def end_to_end(bootstrap: str, topic: str, store_url: str, total: int, batch: int) -> float:
+    settings = Settings(kafka_bootstrap=bootstrap, events_topic=topic, ledger_topic=f"{topic}.ledger",
+                        dlq_topic=f"{topic}.dlq", batch_size=batch, partitions=4)
+    done_at: list[float] = []
+    with LedgerStore(store_url) as store:
+        consumer = IngestConsumer(settings, store, bootstrap)
+
+        def progress(stats: object) -> None:
+            if not done_at and consumer.stats.consumed >= total:
+                done_at.append(time.perf_counter())
+                consumer.stop()
+
+        consumer.on_progress = progress
+        started = time.perf_counter()
+        consumer.run(until_idle=True)
+        elapsed = (done_at[0] if done_at else time.perf_counter()) - started
+        stats = consumer.stats
+    print(f"    sealed {stats.sealed:,}, duplicates {stats.duplicates:,}, dead-lettered {stats.dead_lettered:,}")
+    return _line(f"end-to-end {topic.split('-')[0]} → sealed ({'PostgreSQL' if store_url.startswith('postgres') else 'SQLite'})", stats.consumed, elapsed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--batch", type=int, default=5000)
+    args = parser.parse_args()
+
+    print(f"cx-ledger ingest benchmark · {platform.python_implementation()} {platform.python_version()} · "
+          f"{args.events:,} events · store {args.store} · batch {args.batch}")
+    values = generate(args.events)
+    print(f"  generated {len(values):,} events, {sum(map(len, values)) / len(values):.0f} bytes each")
+    gc.collect()
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        topic = f"cx.events-{uuid.uuid4().hex[:6]}"
+        ensure_topics(broker.bootstrap, {topic: 4}, 10)
+        producer = make_producer(broker.bootstrap, 10)
+        keys = [orjson.loads(v)["customer_id"].encode() for v in values]
+        started = time.perf_counter()
+        for key, value in zip(keys, values, strict=True):
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+        _line("produce (acks=all, idempotent)", len(values), time.perf_counter() - started)
+        producer.close()
+
+        consume = raw_consume(broker.bootstrap, topic, len(values))
+        raw_validation(values)
+        if args.store == "sqlite":
+            store_url = str(Path(tmp) / "bench.sqlite")
+        else:
+            store_url = f"{POSTGRES}?schema=bench_{uuid.uuid4().hex[:8]}"
+        e2e = end_to_end(broker.bootstrap, topic, store_url, len(values), args.batch)
+
+    print()
+    print(f"  end-to-end rate            {e2e:>10,.0f} events/s   target ≥ 10,000   {'met' if e2e >= 10_000 else 'MISSED'}")
+    print(f"  end-to-end / raw consume   {e2e / consume:>10.2f}            target ≥ 0.30     {'met' if e2e / consume >= 0.3 else 'MISSED'}")
+    if args.store == "postgres":
+        import psycopg
+
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{store_url.split("schema=")[1]}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()

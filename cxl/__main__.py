@@ -1,0 +1,3 @@
+from cxl.cli import main
+
+main()

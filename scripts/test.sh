@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command (README, CI): install everything the suite needs, then run it.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/unit -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+# The integration tier needs the PostgreSQL server these machines run on 127.0.0.1:5432.
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "PostgreSQL is not answering on 127.0.0.1:5432; trying to start it" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+
+exec .venv/bin/python -m pytest "$@"
