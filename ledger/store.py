@@ -174,6 +174,7 @@ class LedgerStore:
             return report
         events = list(events)
         touched: dict[str, Relationship] = {}
+        recorded_at = datetime.now(UTC).isoformat()
         try:
             self._load_missing({e.customer_id for e in events})
             for event in events:
@@ -181,7 +182,7 @@ class LedgerStore:
                     event.customer_id
                 )
                 touched[event.customer_id] = relationship
-                result = relationship.seal(event)
+                result = relationship.seal(event, recorded_at)
                 if result.outcome is SealOutcome.SEALED:
                     report.sealed += 1
                     for name in result.anomalies:

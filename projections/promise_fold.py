@@ -1,0 +1,121 @@
+"""The trust-gap definitions of DESIGN.md, as SQL over ``promise_events``.
+
+As of instant T, only events with ``occurred_at <= T`` count. Per promise:
+
+* due date in force: ``due_at``, replaced by the ``new_due_at`` of the latest renegotiation agreed by
+  the customer; a renegotiation *not* agreed breaks the promise at its ``occurred_at``;
+* keeps add their fractions in ``occurred_at`` order, the running total capped at 1; a keep at or
+  before the due date in force (as of T) is on time (f1), after it late (f2);
+* settled: f1 + f2 = 1, or broken; due: due date in force <= T, or settled;
+* a due promise of weight w adds f1·w to kept_on_time, f2·w to kept_late and the remainder to broken
+  (if broken by T) or overdue; a promise neither due nor settled is pending (all of w).
+
+``fold_sql`` reduces events to one row per promise (the ``promises`` table's columns);
+``classify_sql`` applies an instant T to such rows. Fractions are rounded to 12 decimals so that
+sums do not depend on the order DuckDB happens to add them in.
+"""
+
+from __future__ import annotations
+
+EPSILON = 1e-9
+
+FOLD = """
+WITH ev AS ({source}),
+made AS (
+    SELECT customer_id, promise_id, occurred_at AS made_at, made_by, channel, kind, due_at, weight
+    FROM ev WHERE type = 'promise.made'
+    QUALIFY row_number() OVER (PARTITION BY customer_id, promise_id ORDER BY occurred_at, position) = 1
+),
+agreed AS (
+    SELECT customer_id, promise_id, new_due_at
+    FROM ev WHERE type = 'promise.renegotiated' AND agreed_by_customer
+    QUALIFY row_number() OVER (PARTITION BY customer_id, promise_id ORDER BY occurred_at DESC, position DESC) = 1
+),
+renegotiated AS (
+    SELECT customer_id, promise_id, count(*) AS renegotiations
+    FROM ev WHERE type = 'promise.renegotiated' GROUP BY ALL
+),
+breaks AS (
+    SELECT customer_id, promise_id, min(occurred_at) AS broken_at
+    FROM ev
+    WHERE type = 'promise.broken' OR (type = 'promise.renegotiated' AND NOT agreed_by_customer)
+    GROUP BY ALL
+),
+state AS (
+    SELECT m.*, coalesce(a.new_due_at, m.due_at) AS due_in_force,
+           coalesce(r.renegotiations, 0) AS renegotiations, b.broken_at
+    FROM made m
+    LEFT JOIN agreed a USING (customer_id, promise_id)
+    LEFT JOIN renegotiated r USING (customer_id, promise_id)
+    LEFT JOIN breaks b USING (customer_id, promise_id)
+),
+keeps AS (
+    SELECT customer_id, promise_id, occurred_at, position, fraction,
+           sum(fraction) OVER (PARTITION BY customer_id, promise_id ORDER BY occurred_at, position
+                               ROWS UNBOUNDED PRECEDING) AS running
+    FROM ev WHERE type = 'promise.kept'
+),
+kept AS (
+    SELECT k.customer_id, k.promise_id, count(*) AS keeps,
+           sum(greatest(0, least(k.running, 1) - least(k.running - k.fraction, 1)))
+               FILTER (WHERE k.occurred_at <= s.due_in_force) AS f1,
+           sum(greatest(0, least(k.running, 1) - least(k.running - k.fraction, 1)))
+               FILTER (WHERE k.occurred_at > s.due_in_force) AS f2,
+           min(k.occurred_at) AS first_kept_at, max(k.occurred_at) AS last_kept_at,
+           min(k.occurred_at) FILTER (WHERE k.running >= 1 - {eps}) AS fully_kept_at
+    FROM keeps k JOIN state s USING (customer_id, promise_id)
+    GROUP BY ALL
+)
+SELECT s.customer_id, s.promise_id, s.made_at, s.made_by, s.channel, s.kind, s.weight,
+       s.due_at, s.due_in_force, date_trunc('month', s.due_in_force)::DATE AS due_month,
+       s.renegotiations::INTEGER AS renegotiations, s.broken_at,
+       coalesce(k.keeps, 0)::INTEGER AS keeps,
+       round(coalesce(k.f1, 0), 12) AS kept_on_time_fraction,
+       round(coalesce(k.f2, 0), 12) AS kept_late_fraction,
+       k.first_kept_at, k.last_kept_at,
+       CASE WHEN s.broken_at IS NULL THEN k.fully_kept_at
+            WHEN k.fully_kept_at IS NULL THEN s.broken_at
+            ELSE least(s.broken_at, k.fully_kept_at) END AS settled_at
+FROM state s LEFT JOIN kept k USING (customer_id, promise_id)
+"""
+
+CLASSIFY = """
+SELECT p.*,
+       CASE WHEN NOT is_due THEN 'pending'
+            WHEN settled_by_keeps AND kept_late_fraction > 0 THEN 'kept_late'
+            WHEN settled_by_keeps THEN 'kept_on_time'
+            WHEN broken_at IS NOT NULL AND broken_at <= {t} THEN 'broken'
+            ELSE 'overdue' END AS status,
+       weight AS made_w,
+       CASE WHEN is_due THEN weight ELSE 0 END AS due_w,
+       CASE WHEN is_due THEN kept_on_time_fraction * weight ELSE 0 END AS kept_on_time_w,
+       CASE WHEN is_due THEN kept_late_fraction * weight ELSE 0 END AS kept_late_w,
+       CASE WHEN is_due AND broken_at IS NOT NULL AND broken_at <= {t} THEN remainder * weight ELSE 0 END AS broken_w,
+       CASE WHEN is_due AND (broken_at IS NULL OR broken_at > {t}) THEN remainder * weight ELSE 0 END AS overdue_w,
+       CASE WHEN is_due THEN 0 ELSE weight END AS pending_w
+FROM (
+    SELECT *,
+           kept_on_time_fraction + kept_late_fraction >= 1 - {eps} AS settled_by_keeps,
+           (due_in_force <= {t} OR (settled_at IS NOT NULL AND settled_at <= {t})) AS is_due,
+           CASE WHEN kept_on_time_fraction + kept_late_fraction >= 1 - {eps} THEN 0
+                ELSE 1 - kept_on_time_fraction - kept_late_fraction END AS remainder
+    FROM ({rows}) base
+) p
+"""
+
+
+def fold_sql(source: str) -> str:
+    """SQL folding the promise events selected by ``source`` into one row per promise."""
+    return FOLD.format(source=source, eps=EPSILON)
+
+
+def classify_sql(rows: str, as_of: str = "$as_of") -> str:
+    """SQL adding status and weighted outcome columns as of ``as_of`` to folded promise rows."""
+    return CLASSIFY.format(rows=rows, t=as_of, eps=EPSILON)
+
+
+def promise_rows_as_of(latest_occurred: bool) -> str:
+    """Folded promise rows as of ``$as_of``: the stored fold when no event is later than T."""
+    if latest_occurred:
+        return "SELECT * FROM promises"
+    return fold_sql("SELECT * FROM promise_events WHERE occurred_at <= $as_of")

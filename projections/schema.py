@@ -1,0 +1,80 @@
+"""The DuckDB file behind every projection: fact tables appended from the ledger, one folded table.
+
+Facts (``ledger_events``, ``promise_events``, ``complaint_events``, ``touchpoints``) are appended in
+ledger order and never updated; ``promises`` is their fold, one row per promise, recomputed for the
+promises each batch touches. ``projection_position`` holds the last ledger position applied, written
+in the same transaction as the rows it produced. Time zone is pinned to UTC so month buckets and
+exports do not depend on the machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from ledger.errors import StoreError
+
+FACT_TABLES = {
+    "ledger_events": """
+        position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, seq BIGINT NOT NULL,
+        event_id VARCHAR NOT NULL, type VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL, source VARCHAR NOT NULL, hash VARCHAR NOT NULL
+    """,
+    "promise_events": """
+        position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, promise_id VARCHAR NOT NULL,
+        type VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL, made_by VARCHAR, channel VARCHAR,
+        kind VARCHAR, due_at TIMESTAMPTZ, weight DOUBLE, fraction DOUBLE, new_due_at TIMESTAMPTZ,
+        agreed_by_customer BOOLEAN, reason VARCHAR
+    """,
+    "complaint_events": """
+        position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, complaint_id VARCHAR NOT NULL,
+        type VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL, channel VARCHAR, category VARCHAR,
+        severity INTEGER, promise_ids VARCHAR[], resolution VARCHAR, customer_satisfied BOOLEAN
+    """,
+    "touchpoints": """
+        position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL,
+        channel VARCHAR NOT NULL, direction VARCHAR NOT NULL, automated BOOLEAN NOT NULL,
+        purpose VARCHAR NOT NULL, outcome VARCHAR, duration_s DOUBLE
+    """,
+}
+
+PROMISES_TABLE = """
+    customer_id VARCHAR NOT NULL, promise_id VARCHAR NOT NULL, made_at TIMESTAMPTZ NOT NULL,
+    made_by VARCHAR NOT NULL, channel VARCHAR NOT NULL, kind VARCHAR NOT NULL, weight DOUBLE NOT NULL,
+    due_at TIMESTAMPTZ NOT NULL, due_in_force TIMESTAMPTZ NOT NULL, due_month DATE NOT NULL,
+    renegotiations INTEGER NOT NULL, broken_at TIMESTAMPTZ, keeps INTEGER NOT NULL,
+    kept_on_time_fraction DOUBLE NOT NULL, kept_late_fraction DOUBLE NOT NULL,
+    first_kept_at TIMESTAMPTZ, last_kept_at TIMESTAMPTZ, settled_at TIMESTAMPTZ
+"""
+
+
+def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating when writable) the projections file with the schema in place."""
+    if read_only and not path.exists():
+        raise StoreError(f"no projections at {path} yet; run `cxl gap` or `cxl demo` to build them")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        raise StoreError(
+            f"cannot open {path}: {exc}. Only one process may write a DuckDB file at a time."
+        ) from exc
+    con.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        create_schema(con)
+    return con
+
+
+def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS projection_position (name VARCHAR PRIMARY KEY, position BIGINT NOT NULL)"
+    )
+    for name, columns in FACT_TABLES.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+    con.execute(f"CREATE TABLE IF NOT EXISTS promises ({PROMISES_TABLE})")
+
+
+def applied_position(con: duckdb.DuckDBPyConnection, name: str = "ledger") -> int:
+    row = con.execute("SELECT position FROM projection_position WHERE name = ?", [name]).fetchone()
+    return int(row[0]) if row else 0
