@@ -47,9 +47,14 @@ def generate(n: int) -> list[bytes]:
 
 
 def raw_consume(bootstrap: str, topic: str, total: int) -> float:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             max_poll_records=5000, fetch_max_wait_ms=200,
-                             max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        max_poll_records=5000,
+        fetch_max_wait_ms=200,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
     consumer.assign(tps)
     consumer.seek_to_beginning()
@@ -68,7 +73,9 @@ def raw_validation(values: list[bytes]) -> tuple[float, float]:
     started = time.perf_counter()
     for value in values:
         adapter.validate_json(value)
-    pure = _line("raw pydantic validate_json (discarded)", len(values), time.perf_counter() - started)
+    pure = _line(
+        "raw pydantic validate_json (discarded)", len(values), time.perf_counter() - started
+    )
     started = time.perf_counter()
     kept = [parse_event(value, "bench") for value in values]
     full = _line("contract parse + canonical body (kept)", len(kept), time.perf_counter() - started)
@@ -76,8 +83,14 @@ def raw_validation(values: list[bytes]) -> tuple[float, float]:
 
 
 def end_to_end(bootstrap: str, topic: str, store_url: str, total: int, batch: int) -> float:
-    settings = Settings(kafka_bootstrap=bootstrap, events_topic=topic, ledger_topic=f"{topic}.ledger",
-                        dlq_topic=f"{topic}.dlq", batch_size=batch, partitions=4)
+    settings = Settings(
+        kafka_bootstrap=bootstrap,
+        events_topic=topic,
+        ledger_topic=f"{topic}.ledger",
+        dlq_topic=f"{topic}.dlq",
+        batch_size=batch,
+        partitions=4,
+    )
     done_at: list[float] = []
     with LedgerStore(store_url) as store:
         consumer = IngestConsumer(settings, store, bootstrap)
@@ -92,21 +105,33 @@ def end_to_end(bootstrap: str, topic: str, store_url: str, total: int, batch: in
         consumer.run(until_idle=True)
         elapsed = (done_at[0] if done_at else time.perf_counter()) - started
         stats = consumer.stats
-    print(f"    sealed {stats.sealed:,}, duplicates {stats.duplicates:,}, dead-lettered {stats.dead_lettered:,}")
-    return _line(f"end-to-end {topic.split('-')[0]} → sealed ({'PostgreSQL' if store_url.startswith('postgres') else 'SQLite'})", stats.consumed, elapsed)
+    print(
+        f"    sealed {stats.sealed:,}, duplicates {stats.duplicates:,}, dead-lettered {stats.dead_lettered:,}"
+    )
+    return _line(
+        f"end-to-end {topic.split('-')[0]} → sealed ({'PostgreSQL' if store_url.startswith('postgres') else 'SQLite'})",
+        stats.consumed,
+        elapsed,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--batch", type=int, default=5000)
     args = parser.parse_args()
 
-    print(f"cx-ledger ingest benchmark · {platform.python_implementation()} {platform.python_version()} · "
-          f"{args.events:,} events · store {args.store} · batch {args.batch}")
+    print(
+        f"cx-ledger ingest benchmark · {platform.python_implementation()} {platform.python_version()} · "
+        f"{args.events:,} events · store {args.store} · batch {args.batch}"
+    )
     values = generate(args.events)
-    print(f"  generated {len(values):,} events, {sum(map(len, values)) / len(values):.0f} bytes each")
+    print(
+        f"  generated {len(values):,} events, {sum(map(len, values)) / len(values):.0f} bytes each"
+    )
     gc.collect()
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         topic = f"cx.events-{uuid.uuid4().hex[:6]}"
@@ -129,8 +154,12 @@ def main() -> None:
         e2e = end_to_end(broker.bootstrap, topic, store_url, len(values), args.batch)
 
     print()
-    print(f"  end-to-end rate            {e2e:>10,.0f} events/s   target ≥ 10,000   {'met' if e2e >= 10_000 else 'MISSED'}")
-    print(f"  end-to-end / raw consume   {e2e / consume:>10.2f}            target ≥ 0.30     {'met' if e2e / consume >= 0.3 else 'MISSED'}")
+    print(
+        f"  end-to-end rate            {e2e:>10,.0f} events/s   target ≥ 10,000   {'met' if e2e >= 10_000 else 'MISSED'}"
+    )
+    print(
+        f"  end-to-end / raw consume   {e2e / consume:>10.2f}            target ≥ 0.30     {'met' if e2e / consume >= 0.3 else 'MISSED'}"
+    )
     if args.store == "postgres":
         import psycopg
 

@@ -24,6 +24,7 @@ from consumers.kafka_clients import make_producer
 from consumers.publisher import publish_records
 from consumers.records import read_jsonl
 from consumers.relay import LedgerRelay
+from cxl import analytics
 from cxl.kafka_access import kafka_access
 from cxl.output import Format, Ticker, emit_rows, err, out, report_rejects
 from ledger.audit import verify_chains
@@ -400,16 +401,34 @@ def schemas(
 @app.command()
 def demo(
     ctx: typer.Context,
-    customers: Annotated[int, typer.Option(min=10, max=1_000_000, help="Synthetic customers (~16 events each).")] = 4000,
+    customers: Annotated[
+        int, typer.Option(min=10, max=1_000_000, help="Synthetic customers (~16 events each).")
+    ] = 4000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic history.")] = 7,
 ) -> None:
     """The whole pipeline in one process on the embedded default: generate, publish, seal, verify."""
     from cxl.demo import run_demo
 
     settings = _ctx(ctx).settings
-    result = run_demo(settings, customers=customers, seed=seed, run_ingest=run_ingest,
-                      say=lambda text: out.print(text, markup=False))
-    out.print(f"demo finished in {result.seconds:.1f} s")
+    result = run_demo(
+        settings,
+        customers=customers,
+        seed=seed,
+        run_ingest=run_ingest,
+        say=lambda text: out.print(text, markup=False),
+    )
+    emit_rows(
+        result.gap_rows,
+        Format.table,
+        title=f"trust gap by team as of {result.as_of.isoformat()} (end of the synthetic history)",
+    )
+    out.print(f"report: {result.report_path.resolve()}")
+    out.print(
+        f'demo finished in {result.seconds:.1f} s · try: cxl gap --by made_by,due_month · cxl sql "SELECT * FROM anomalies"'
+    )
+
+
+analytics.register(app)
 
 
 def main() -> None:

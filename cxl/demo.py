@@ -1,7 +1,7 @@
 """``cxl demo``: the whole pipeline on the embedded default, from nothing to a sealed, verified ledger.
 
 Generate a synthetic history → publish it to Kafka → consume, validate and seal it → relay it →
-verify every chain. Re-running it is harmless: the same seed yields the same events, which the
+verify every chain → project it into DuckDB → print the trust gap → write the HTML report. Re-running it is harmless: the same seed yields the same events, which the
 ledger recognises as duplicates.
 """
 
@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from consumers.ingest import IngestStats
 from consumers.kafka_clients import make_producer
@@ -21,6 +23,9 @@ from cxl.synthetic import HistoryGenerator, write_jsonl
 from ledger.audit import VerifyReport, verify_chains
 from ledger.settings import Settings
 from ledger.store import LedgerStore
+from projections.live import open_caught_up
+from projections.report import write_report
+from projections.trust_gap import trust_gap
 
 
 @dataclass
@@ -30,6 +35,9 @@ class DemoResult:
     published: int
     ingest: IngestStats
     verify: VerifyReport
+    gap_rows: list[dict[str, Any]]
+    as_of: datetime
+    report_path: Path
     seconds: float
 
 
@@ -44,7 +52,8 @@ def run_demo(
     started = time.monotonic()
     history = settings.home / "demo" / "history.jsonl"
     history.parent.mkdir(parents=True, exist_ok=True)
-    events = HistoryGenerator(customers=customers, seed=seed).events()
+    generator = HistoryGenerator(customers=customers, seed=seed)
+    events = generator.events()
     write_jsonl(events, str(history))
     say(f"generated {len(events):,} events for {customers:,} customers → {history}")
     with kafka_access(settings, may_embed=True) as kafka:
@@ -55,23 +64,56 @@ def run_demo(
 
             ensure_topics(
                 kafka.bootstrap,
-                {settings.events_topic: settings.partitions, settings.dlq_topic: settings.partitions,
-                 settings.ledger_topic: settings.partitions},
+                {
+                    settings.events_topic: settings.partitions,
+                    settings.dlq_topic: settings.partitions,
+                    settings.ledger_topic: settings.partitions,
+                },
                 settings.kafka_timeout_s,
             )
-            published = publish_records(read_jsonl(str(history)), producer, settings.events_topic,
-                                        timeout_s=settings.kafka_timeout_s)
+            published = publish_records(
+                read_jsonl(str(history)),
+                producer,
+                settings.events_topic,
+                timeout_s=settings.kafka_timeout_s,
+            )
         finally:
             producer.close(timeout=settings.kafka_timeout_s)
         say(f"published {published.sent:,} to {settings.events_topic}")
         with LedgerStore(settings.store_url) as store:
-            stats = run_ingest(settings, store, kafka.bootstrap, owns_broker=kafka.owns_broker,
-                               accept_reset=False, until_idle=True, relay=True)
+            stats = run_ingest(
+                settings,
+                store,
+                kafka.bootstrap,
+                owns_broker=kafka.owns_broker,
+                accept_reset=False,
+                until_idle=True,
+                relay=True,
+            )
             say(
                 f"sealed {stats.sealed:,} (duplicates skipped {stats.duplicates:,}, dead-lettered "
                 f"{stats.dead_lettered:,}) into {settings.store_url}; relayed {stats.relayed:,} to "
                 f"{settings.ledger_topic}"
             )
             report = verify_chains(store)
-    say(f"verified {report.events:,} events in {report.customers:,} hash chains")
-    return DemoResult(history, len(events), published.sent, stats, report, time.monotonic() - started)
+            say(f"verified {report.events:,} events in {report.customers:,} hash chains")
+            con = open_caught_up(settings.projections_path, store)
+    try:
+        as_of = generator.end
+        rows = trust_gap(con, as_of, ["made_by"])
+        report_path = settings.home / "report.html"
+        write_report(con, as_of, report_path)
+    finally:
+        con.close()
+    say(f"projected into {settings.projections_path}")
+    return DemoResult(
+        history,
+        len(events),
+        published.sent,
+        stats,
+        report,
+        rows,
+        as_of,
+        report_path,
+        time.monotonic() - started,
+    )

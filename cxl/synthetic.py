@@ -97,13 +97,21 @@ class HistoryGenerator:
         out: list[dict[str, Any]] = []
         saturated = rng.random() < 0.08
         touchpoints = rng.randint(2, 6) + (rng.randint(25, 60) if saturated else 0)
-        for _ in range(touchpoints):
+        campaign = self._moment()
+        for i in range(touchpoints):
             outbound = saturated or rng.random() < 0.45
+            # Saturated customers get a campaign: dozens of outbound contacts within ~45 days.
+            if saturated and i >= 6:
+                at = min(campaign + timedelta(days=rng.uniform(0, 45)), self.end).replace(
+                    microsecond=0
+                )
+            else:
+                at = self._moment()
             out.append(
                 self._event(
                     "touchpoint.recorded",
                     customer,
-                    self._moment(),
+                    at,
                     "contact-center",
                     {
                         "channel": rng.choice(CHANNELS),

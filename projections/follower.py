@@ -20,13 +20,57 @@ from projections.promise_fold import fold_sql
 from projections.schema import applied_position
 
 _COLUMNS = {
-    "ledger_events": ("position", "customer_id", "seq", "event_id", "type", "occurred_at", "recorded_at", "source", "hash"),
-    "promise_events": ("position", "customer_id", "promise_id", "type", "occurred_at", "made_by", "channel", "kind",
-                       "due_at", "weight", "fraction", "new_due_at", "agreed_by_customer", "reason"),
-    "complaint_events": ("position", "customer_id", "complaint_id", "type", "occurred_at", "channel", "category",
-                         "severity", "promise_ids", "resolution", "customer_satisfied"),
-    "touchpoints": ("position", "customer_id", "occurred_at", "channel", "direction", "automated", "purpose",
-                    "outcome", "duration_s"),
+    "ledger_events": (
+        "position",
+        "customer_id",
+        "seq",
+        "event_id",
+        "type",
+        "occurred_at",
+        "recorded_at",
+        "source",
+        "hash",
+    ),
+    "promise_events": (
+        "position",
+        "customer_id",
+        "promise_id",
+        "type",
+        "occurred_at",
+        "made_by",
+        "channel",
+        "kind",
+        "due_at",
+        "weight",
+        "fraction",
+        "new_due_at",
+        "agreed_by_customer",
+        "reason",
+    ),
+    "complaint_events": (
+        "position",
+        "customer_id",
+        "complaint_id",
+        "type",
+        "occurred_at",
+        "channel",
+        "category",
+        "severity",
+        "promise_ids",
+        "resolution",
+        "customer_satisfied",
+    ),
+    "touchpoints": (
+        "position",
+        "customer_id",
+        "occurred_at",
+        "channel",
+        "direction",
+        "automated",
+        "purpose",
+        "outcome",
+        "duration_s",
+    ),
 }
 _TIMESTAMPS = {"occurred_at", "recorded_at", "due_at", "new_due_at"}
 
@@ -44,21 +88,62 @@ class _Columns:
         data = body["data"]
         kind = e.type
         ledger = self.cols["ledger_events"]
-        for name, value in (("position", e.position), ("customer_id", e.customer_id), ("seq", e.seq),
-                            ("event_id", e.event_id), ("type", kind), ("occurred_at", body["occurred_at"]),
-                            ("recorded_at", e.recorded_at), ("source", body["source"]), ("hash", e.hash)):
+        for name, value in (
+            ("position", e.position),
+            ("customer_id", e.customer_id),
+            ("seq", e.seq),
+            ("event_id", e.event_id),
+            ("type", kind),
+            ("occurred_at", body["occurred_at"]),
+            ("recorded_at", e.recorded_at),
+            ("source", body["source"]),
+            ("hash", e.hash),
+        ):
             ledger[name].append(value)
         if kind.startswith("promise."):
-            self._row("promise_events", e, data, ("promise_id", "made_by", "channel", "kind", "due_at", "weight",
-                                                  "fraction", "new_due_at", "agreed_by_customer", "reason"))
+            self._row(
+                "promise_events",
+                e,
+                data,
+                (
+                    "promise_id",
+                    "made_by",
+                    "channel",
+                    "kind",
+                    "due_at",
+                    "weight",
+                    "fraction",
+                    "new_due_at",
+                    "agreed_by_customer",
+                    "reason",
+                ),
+            )
         elif kind.startswith("complaint."):
-            self._row("complaint_events", e, data, ("complaint_id", "channel", "category", "severity",
-                                                    "promise_ids", "resolution", "customer_satisfied"))
+            self._row(
+                "complaint_events",
+                e,
+                data,
+                (
+                    "complaint_id",
+                    "channel",
+                    "category",
+                    "severity",
+                    "promise_ids",
+                    "resolution",
+                    "customer_satisfied",
+                ),
+            )
         else:
-            self._row("touchpoints", e, data, ("channel", "direction", "automated", "purpose", "outcome",
-                                               "duration_s"))
+            self._row(
+                "touchpoints",
+                e,
+                data,
+                ("channel", "direction", "automated", "purpose", "outcome", "duration_s"),
+            )
 
-    def _row(self, table: str, e: SealedEvent, data: dict[str, Any], fields: tuple[str, ...]) -> None:
+    def _row(
+        self, table: str, e: SealedEvent, data: dict[str, Any], fields: tuple[str, ...]
+    ) -> None:
         cols = self.cols[table]
         cols["position"].append(e.position)
         cols["customer_id"].append(e.customer_id)
@@ -78,8 +163,9 @@ class _Columns:
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, arrow: pa.Table) -> None:
     select = ", ".join(
-        f"CAST({c} AS TIMESTAMPTZ)" if c in _TIMESTAMPS else
-        ("CAST(promise_ids AS VARCHAR[])" if c == "promise_ids" else c)
+        f"CAST({c} AS TIMESTAMPTZ)"
+        if c in _TIMESTAMPS
+        else ("CAST(promise_ids AS VARCHAR[])" if c == "promise_ids" else c)
         for c in _COLUMNS[table]
     )
     con.register("incoming", arrow)
@@ -108,7 +194,9 @@ def _refold(con: duckdb.DuckDBPyConnection, promise_events: pa.Table) -> None:
     con.execute("DROP TABLE touched")
 
 
-def apply_events(con: duckdb.DuckDBPyConnection, events: Iterable[SealedEvent], last_position: int) -> int:
+def apply_events(
+    con: duckdb.DuckDBPyConnection, events: Iterable[SealedEvent], last_position: int
+) -> int:
     """Apply a run of sealed events and record ``last_position``, all in one transaction."""
     columns = _Columns()
     count = 0

@@ -26,7 +26,11 @@ def open_caught_up(
 
 
 def replay(
-    store: LedgerStore, as_of: datetime, to: Path, *, overwrite: bool = False,
+    store: LedgerStore,
+    as_of: datetime,
+    to: Path,
+    *,
+    overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Build every projection into a new file from the events that occurred by ``as_of``."""
@@ -38,7 +42,9 @@ def replay(
     try:
         applied = catch_up(con, store, as_of=as_of, on_progress=on_progress)
         create_views(con, as_of)
-        con.execute("CREATE TABLE replay_info AS SELECT ?::TIMESTAMPTZ AS as_of, now() AS built_at", [as_of])
+        con.execute(
+            "CREATE TABLE replay_info AS SELECT ?::TIMESTAMPTZ AS as_of, now() AS built_at", [as_of]
+        )
     finally:
         con.close()
     return applied

@@ -26,7 +26,9 @@ def parse_dimensions(by: str | None) -> list[str]:
     dims = [d.strip() for d in by.split(",") if d.strip()]
     unknown = [d for d in dims if d not in DIMENSIONS]
     if unknown:
-        raise ConfigError(f"--by {', '.join(unknown)}: not a dimension; choose from {', '.join(DIMENSIONS)}")
+        raise ConfigError(
+            f"--by {', '.join(unknown)}: not a dimension; choose from {', '.join(DIMENSIONS)}"
+        )
     return list(dict.fromkeys(dims))
 
 
@@ -42,7 +44,9 @@ def classified_promises_sql(con: duckdb.DuckDBPyConnection, as_of: datetime) -> 
     return classify_sql(promise_rows_sql(con, as_of))
 
 
-def trust_gap(con: duckdb.DuckDBPyConnection, as_of: datetime, by: list[str]) -> list[dict[str, Any]]:
+def trust_gap(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, by: list[str]
+) -> list[dict[str, Any]]:
     """Rows of group keys plus weighted made/due/kept/broken/overdue/pending sums and the gap.
 
     With no dimensions, exactly one row. ``trust_gap`` is ``None`` where nothing is due.

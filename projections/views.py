@@ -25,7 +25,9 @@ def create_views(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) 
     def at(sql: str) -> str:
         return sql.replace("$as_of", instant)
 
-    con.execute(f"CREATE OR REPLACE VIEW promise_status AS {at(classify_sql('SELECT * FROM promises'))}")
+    con.execute(
+        f"CREATE OR REPLACE VIEW promise_status AS {at(classify_sql('SELECT * FROM promises'))}"
+    )
     con.execute(
         "CREATE OR REPLACE VIEW trust_gap_by_team AS "
         "SELECT made_by, sum(made_w) AS made, sum(due_w) AS due, sum(kept_on_time_w) AS kept_on_time, "
@@ -34,6 +36,8 @@ def create_views(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) 
         "ELSE 1 - sum(kept_on_time_w) / sum(due_w) END AS trust_gap "
         "FROM promise_status GROUP BY made_by"
     )
-    con.execute(f"CREATE OR REPLACE VIEW complaints AS {at(COMPLAINTS.format(promises='SELECT * FROM promises'))}")
+    con.execute(
+        f"CREATE OR REPLACE VIEW complaints AS {at(COMPLAINTS.format(promises='SELECT * FROM promises'))}"
+    )
     con.execute(f"CREATE OR REPLACE VIEW contact_pressure AS {at(CONTACT_PRESSURE)}")
     con.execute(f"CREATE OR REPLACE VIEW anomalies AS {at(ANOMALIES)}")

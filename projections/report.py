@@ -1,0 +1,235 @@
+"""``cxl report``: one self-contained HTML file — charts as inline SVG, no scripts, no CDN.
+
+Every chart is followed by the table of the numbers it draws, so the report can be checked (and
+copied) without reading pixels.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from projections.complaints import complaint_summary, complaints_sql
+from projections.contact_pressure import CONTACT_PRESSURE
+from projections.trust_gap import classified_promises_sql, trust_gap
+
+OUTCOMES = ("kept_on_time", "kept_late", "broken", "overdue", "pending")
+OUTCOME_COLOURS = ("#2e7d32", "#9ccc65", "#c62828", "#ff8f00", "#90a4ae")
+PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f", "#5d4037")
+
+plt.rcParams.update(
+    {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+)
+
+
+def _svg(fig: Any) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _table(rows: list[dict[str, Any]], limit: int = 60) -> str:
+    if not rows:
+        return "<p class='empty'>no data</p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in rows[0])
+    body = []
+    for row in rows[:limit]:
+        cells = []
+        for value in row.values():
+            if isinstance(value, float):
+                text = f"{value:,.3f}"
+            elif value is None:
+                text = "—"
+            else:
+                text = str(value)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = f"<p class='more'>… {len(rows) - limit} more rows</p>" if len(rows) > limit else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+def _query(con: duckdb.DuckDBPyConnection, sql: str, as_of: datetime) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, {"as_of": as_of})
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
+def _gap_over_time(
+    con: duckdb.DuckDBPyConnection, as_of: datetime
+) -> tuple[str, list[dict[str, Any]]]:
+    rows = [r for r in trust_gap(con, as_of, ["due_month", "made_by"]) if r["due"]]
+    overall = [r for r in trust_gap(con, as_of, ["due_month"]) if r["due"]]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    months = [r["due_month"] for r in overall]
+    ax.plot(
+        months, [r["trust_gap"] for r in overall], color="black", linewidth=2.5, label="all teams"
+    )
+    for i, team in enumerate(sorted({r["made_by"] for r in rows})):
+        series = [r for r in rows if r["made_by"] == team]
+        ax.plot(
+            [r["due_month"] for r in series],
+            [r["trust_gap"] for r in series],
+            color=PALETTE[i % len(PALETTE)],
+            linewidth=1.2,
+            label=team,
+        )
+    ax.set_ylabel("trust gap (1 − kept on time / due)")
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(ncol=3, fontsize=8, frameon=False)
+    return _svg(fig), overall
+
+
+def _gap_bars(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, dim: str
+) -> tuple[str, list[dict[str, Any]]]:
+    rows = [r for r in trust_gap(con, as_of, [dim]) if r["due"]]
+    fig, ax = plt.subplots(figsize=(5, 2.8))
+    ax.barh(
+        [str(r[dim]) for r in rows],
+        [r["trust_gap"] for r in rows],
+        color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
+    )
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("trust gap")
+    return _svg(fig), rows
+
+
+def _outcomes(con: duckdb.DuckDBPyConnection, as_of: datetime) -> tuple[str, list[dict[str, Any]]]:
+    rows = trust_gap(con, as_of, ["made_by"])
+    fig, ax = plt.subplots(figsize=(8, 3))
+    left = [0.0] * len(rows)
+    teams = [r["made_by"] for r in rows]
+    for outcome, colour in zip(OUTCOMES, OUTCOME_COLOURS, strict=True):
+        values = [r[outcome] for r in rows]
+        ax.barh(teams, values, left=left, color=colour, label=outcome.replace("_", " "))
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.set_xlabel("promises (weighted)")
+    ax.legend(ncol=5, fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    return _svg(fig), rows
+
+
+def _complaints_vs_broken(
+    con: duckdb.DuckDBPyConnection, as_of: datetime
+) -> tuple[str, list[dict[str, Any]]]:
+    sql = f"""
+        WITH c AS (SELECT strftime(filed_at, '%Y-%m') AS month, count(*) AS complaints,
+                          count(*) FILTER (WHERE linked_to_broken_promise) AS citing_broken
+                   FROM ({complaints_sql(con, as_of)}) x GROUP BY 1),
+             b AS (SELECT strftime(broken_at, '%Y-%m') AS month, count(*) AS broken_promises
+                   FROM ({classified_promises_sql(con, as_of)}) p WHERE broken_w > 0 GROUP BY 1)
+        SELECT month, coalesce(b.broken_promises, 0) AS broken_promises,
+               coalesce(c.complaints, 0) AS complaints, coalesce(c.citing_broken, 0) AS citing_broken
+        FROM c FULL JOIN b USING (month) ORDER BY month"""
+    rows = _query(con, sql, as_of)
+    fig, ax = plt.subplots(figsize=(8, 3))
+    months = [r["month"] for r in rows]
+    ax.bar(months, [r["broken_promises"] for r in rows], color="#ef9a9a", label="promises broken")
+    ax.plot(
+        months,
+        [r["complaints"] for r in rows],
+        color="#6a1b9a",
+        marker="o",
+        label="complaints filed",
+    )
+    ax.plot(
+        months,
+        [r["citing_broken"] for r in rows],
+        color="#6a1b9a",
+        linestyle="--",
+        label="…citing a broken promise",
+    )
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(fontsize=8, frameon=False)
+    return _svg(fig), rows
+
+
+def _contact_pressure(
+    con: duckdb.DuckDBPyConnection, as_of: datetime
+) -> tuple[str, list[dict[str, Any]]]:
+    sql = f"""
+        SELECT least(outbound, 30) AS outbound_per_30_days, count(*) AS customer_windows,
+               round(avg(inbound), 2) AS avg_inbound, round(avg(automated_share), 3) AS automated_share
+        FROM ({CONTACT_PRESSURE}) cp GROUP BY 1 ORDER BY 1"""
+    rows = _query(con, sql, as_of)
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    ax.bar(
+        [r["outbound_per_30_days"] for r in rows],
+        [r["customer_windows"] for r in rows],
+        color="#00838f",
+    )
+    ax.set_xlabel("outbound contacts per customer per 30 days (30 = 30 or more)")
+    ax.set_ylabel("customer × window")
+    ax.set_yscale("log")
+    return _svg(fig), rows
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1000px;color:#222}
+h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2.2rem;border-bottom:1px solid #ddd}
+.lede{color:#555} .kpis{display:flex;gap:1rem;flex-wrap:wrap} .kpi{background:#f5f5f5;padding:.6rem 1rem;border-radius:6px}
+.kpi b{display:block;font-size:1.4rem} figure.chart{margin:0} figure.chart svg{max-width:100%;height:auto}
+table{border-collapse:collapse;font-size:.8rem;margin:.6rem 0} th,td{padding:.2rem .5rem;border-bottom:1px solid #eee;text-align:right}
+th:first-child,td:first-child{text-align:left} details summary{cursor:pointer;color:#1565c0}
+"""
+
+
+def write_report(con: duckdb.DuckDBPyConnection, as_of: datetime, to: Path) -> None:
+    overall = trust_gap(con, as_of, [])[0]
+    complaints = complaint_summary(con, as_of)
+    sections = [
+        ("gap-over-time", "Trust gap over time (by month due)", *_gap_over_time(con, as_of)),
+        ("gap-by-team", "Trust gap by team (made_by)", *_gap_bars(con, as_of, "made_by")),
+        ("gap-by-channel", "Trust gap by channel", *_gap_bars(con, as_of, "channel")),
+        ("outcomes", "Promise outcomes by team (weighted, stacked)", *_outcomes(con, as_of)),
+        (
+            "complaints",
+            "Complaints vs broken promises (by month)",
+            *_complaints_vs_broken(con, as_of),
+        ),
+        ("contact-pressure", "Contact pressure distribution", *_contact_pressure(con, as_of)),
+    ]
+
+    def kpi(label: str, value: Any) -> str:
+        shown = (
+            "—"
+            if value is None
+            else (f"{value:.1%}" if isinstance(value, float) and value <= 1 else f"{value:,}")
+        )
+        return f"<div class='kpi'>{html.escape(label)}<b>{html.escape(shown)}</b></div>"
+
+    body = [
+        "<h1>cx-ledger: promised vs delivered</h1>",
+        f"<p class='lede'>As of {html.escape(as_of.isoformat())}. Trust gap = 1 − kept on time / due "
+        "(weighted); definitions in the README.</p>",
+        "<div class='kpis'>",
+        kpi("trust gap", overall["trust_gap"]),
+        kpi("promises made (weighted)", round(overall["made"])),
+        kpi("due", round(overall["due"])),
+        kpi("complaints", complaints["complaints"]),
+        kpi("complaints citing a broken promise", complaints["share_linked_to_broken"]),
+        "</div>",
+    ]
+    for anchor, title, svg, rows in sections:
+        body.append(
+            f"<section id='{anchor}'><h2>{html.escape(title)}</h2><figure class='chart' data-chart='{anchor}'>"
+            f"{svg}</figure><details><summary>numbers behind the chart</summary>{_table(rows)}</details></section>"
+        )
+    document = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<title>cx-ledger report</title>"
+        f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
+    to.parent.mkdir(parents=True, exist_ok=True)
+    to.write_text(document, encoding="utf-8")
