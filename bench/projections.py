@@ -30,10 +30,14 @@ def seal_history(store: LedgerStore, n: int) -> int:
     sealed = 0
     seed = 1
     while sealed < n:
-        events = HistoryGenerator(customers=min(20_000, max(200, (n - sealed) // 16)), seed=seed).events()
+        events = HistoryGenerator(
+            customers=min(20_000, max(200, (n - sealed) // 16)), seed=seed
+        ).events()
         seed += 1
         for i in range(0, len(events), 5000):
-            report = store.seal([parse_event(orjson.dumps(e), "bench") for e in events[i : i + 5000]])
+            report = store.seal(
+                [parse_event(orjson.dumps(e), "bench") for e in events[i : i + 5000]]
+            )
             sealed += report.sealed
         # Each generator run reuses customer ids; new seeds make new event ids, so nothing is a duplicate.
         print(f"    sealed {sealed:,}", end="\r", flush=True)
@@ -87,11 +91,15 @@ def gap_latency(path: Path, promises: int, runs: int = 7) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--promises", type=int, default=10_000_000)
     args = parser.parse_args()
-    print(f"cx-ledger projection benchmark · {args.events:,} sealed events · {args.promises:,} promises")
+    print(
+        f"cx-ledger projection benchmark · {args.events:,} sealed events · {args.promises:,} promises"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with LedgerStore(str(root / "ledger.sqlite")) as store:
@@ -101,7 +109,9 @@ def main() -> None:
 
             count, seconds = raw_read(store)
             raw_rate = count / seconds
-            print(f"  raw notification-log read     {count:>10,} in {seconds:6.2f} s = {raw_rate:>9,.0f} events/s")
+            print(
+                f"  raw notification-log read     {count:>10,} in {seconds:6.2f} s = {raw_rate:>9,.0f} events/s"
+            )
 
             con = connect(root / "live.duckdb")
             started = time.perf_counter()
@@ -109,7 +119,9 @@ def main() -> None:
             seconds = time.perf_counter() - started
             con.close()
             catch_rate = applied / seconds
-            print(f"  projection catch-up (from 0)  {applied:>10,} in {seconds:6.2f} s = {catch_rate:>9,.0f} events/s")
+            print(
+                f"  projection catch-up (from 0)  {applied:>10,} in {seconds:6.2f} s = {catch_rate:>9,.0f} events/s"
+            )
 
             started = time.perf_counter()
             replayed = replay(store, datetime(2100, 1, 1, tzinfo=UTC), root / "replay.duckdb")
@@ -118,13 +130,19 @@ def main() -> None:
 
         timings = gap_latency(root / "gap.duckdb", args.promises)
         median_ms = statistics.median(timings) * 1000
-        print(f"  gap --by made_by,due_month on {args.promises:,} promises: median {median_ms:.0f} ms "
-              f"(runs: {', '.join(f'{t * 1000:.0f}' for t in timings)} ms)")
+        print(
+            f"  gap --by made_by,due_month on {args.promises:,} promises: median {median_ms:.0f} ms "
+            f"(runs: {', '.join(f'{t * 1000:.0f}' for t in timings)} ms)"
+        )
     ratio = catch_rate / raw_rate
     print()
-    print(f"  catch-up / raw read   {ratio:6.2f}   target ≥ 0.40    {'met' if ratio >= 0.4 else 'MISSED'}")
+    print(
+        f"  catch-up / raw read   {ratio:6.2f}   target ≥ 0.40    {'met' if ratio >= 0.4 else 'MISSED'}"
+    )
     print(f"  replay of {replayed:,}   {replay_s:6.1f} s  (reported, no target)")
-    print(f"  gap median            {median_ms:6.0f} ms target ≤ 300  {'met' if median_ms <= 300 else 'MISSED'}")
+    print(
+        f"  gap median            {median_ms:6.0f} ms target ≤ 300  {'met' if median_ms <= 300 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -324,6 +324,23 @@ class LedgerStore:
             if len(notifications) < page:
                 return
 
+    def read_states(
+        self, start: int = 1, *, page: int = 5000
+    ) -> Iterator[tuple[list[int], list[bytes]]]:
+        """Pages of (positions, stored JSON states) of sealed events, in ledger order.
+
+        For bulk readers that parse the JSON elsewhere (the projections hand it to DuckDB): no
+        per-event decoding in Python.
+        """
+        while True:
+            notifications = self._recorder.select_notifications(start, page, topics=(SEALED_TOPIC,))
+            if not notifications:
+                return
+            yield [n.id for n in notifications], [n.state for n in notifications]
+            start = notifications[-1].id + 1
+            if len(notifications) < page:
+                return
+
     def stream(self, customer_id: str) -> list[SealedEvent]:
         """One customer's sealed events in seq order."""
         stored = self._recorder.select_events(relationship_id(customer_id))
