@@ -79,27 +79,49 @@ SELECT s.customer_id, s.promise_id, s.made_at, s.made_by, s.channel, s.kind, s.w
 FROM state s LEFT JOIN kept k USING (customer_id, promise_id)
 """
 
-CLASSIFY = """
+# The per-promise predicates of the definitions, shared by the status view and the gap aggregate.
+SETTLED_BY_KEEPS = "(kept_on_time_fraction + kept_late_fraction >= 1 - {eps})"
+IS_DUE = "(due_in_force <= {t} OR coalesce(settled_at <= {t}, false))"
+IS_BROKEN = "coalesce(broken_at <= {t}, false)"
+REMAINDER = (
+    f"(CASE WHEN {SETTLED_BY_KEEPS} THEN 0 ELSE 1 - kept_on_time_fraction - kept_late_fraction END)"
+)
+
+CLASSIFY = f"""
 SELECT p.*,
        CASE WHEN NOT is_due THEN 'pending'
             WHEN settled_by_keeps AND kept_late_fraction > 0 THEN 'kept_late'
             WHEN settled_by_keeps THEN 'kept_on_time'
-            WHEN broken_at IS NOT NULL AND broken_at <= {t} THEN 'broken'
+            WHEN is_broken THEN 'broken'
             ELSE 'overdue' END AS status,
        weight AS made_w,
        CASE WHEN is_due THEN weight ELSE 0 END AS due_w,
        CASE WHEN is_due THEN kept_on_time_fraction * weight ELSE 0 END AS kept_on_time_w,
        CASE WHEN is_due THEN kept_late_fraction * weight ELSE 0 END AS kept_late_w,
-       CASE WHEN is_due AND broken_at IS NOT NULL AND broken_at <= {t} THEN remainder * weight ELSE 0 END AS broken_w,
-       CASE WHEN is_due AND (broken_at IS NULL OR broken_at > {t}) THEN remainder * weight ELSE 0 END AS overdue_w,
+       CASE WHEN is_due AND is_broken THEN remainder * weight ELSE 0 END AS broken_w,
+       CASE WHEN is_due AND NOT is_broken THEN remainder * weight ELSE 0 END AS overdue_w,
        CASE WHEN is_due THEN 0 ELSE weight END AS pending_w
 FROM (
-    SELECT *,
-           kept_on_time_fraction + kept_late_fraction >= 1 - {eps} AS settled_by_keeps,
-           (due_in_force <= {t} OR (settled_at IS NOT NULL AND settled_at <= {t})) AS is_due,
-           CASE WHEN kept_on_time_fraction + kept_late_fraction >= 1 - {eps} THEN 0
-                ELSE 1 - kept_on_time_fraction - kept_late_fraction END AS remainder
-    FROM ({rows}) base
+    SELECT *, {SETTLED_BY_KEEPS} AS settled_by_keeps, {IS_DUE} AS is_due, {IS_BROKEN} AS is_broken,
+           {REMAINDER} AS remainder
+    FROM ({{rows}}) base
+) p
+"""
+
+# The same definitions summed straight from the folded rows: no per-promise columns are built,
+# which is what keeps `gap` on 10M promises within its latency budget.
+MEASURES = f"""
+SELECT {{keys}}
+       sum(weight) AS made,
+       sum(weight) FILTER (WHERE is_due) AS due,
+       sum(kept_on_time_fraction * weight) FILTER (WHERE is_due) AS kept_on_time,
+       sum(kept_late_fraction * weight) FILTER (WHERE is_due) AS kept_late,
+       sum(remainder * weight) FILTER (WHERE is_due AND is_broken) AS broken,
+       sum(remainder * weight) FILTER (WHERE is_due AND NOT is_broken) AS overdue,
+       sum(weight) FILTER (WHERE NOT is_due) AS pending
+FROM (
+    SELECT *, {IS_DUE} AS is_due, {IS_BROKEN} AS is_broken, {REMAINDER} AS remainder
+    FROM ({{rows}}) base
 ) p
 """
 
@@ -114,8 +136,6 @@ def classify_sql(rows: str, as_of: str = "$as_of") -> str:
     return CLASSIFY.format(rows=rows, t=as_of, eps=EPSILON)
 
 
-def promise_rows_as_of(latest_occurred: bool) -> str:
-    """Folded promise rows as of ``$as_of``: the stored fold when no event is later than T."""
-    if latest_occurred:
-        return "SELECT * FROM promises"
-    return fold_sql("SELECT * FROM promise_events WHERE occurred_at <= $as_of")
+def measures_sql(rows: str, keys: str, as_of: str = "$as_of") -> str:
+    """SQL summing made/due/kept/broken/overdue/pending (weighted) of folded rows, keys first."""
+    return MEASURES.format(rows=rows, keys=keys, t=as_of, eps=EPSILON)

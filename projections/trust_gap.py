@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 
 from ledger.errors import ConfigError
-from projections.promise_fold import classify_sql, fold_sql
+from projections.promise_fold import classify_sql, fold_sql, measures_sql
 
 DIMENSIONS = {
     "made_by": "made_by",
@@ -54,8 +54,7 @@ def trust_gap(
     With no dimensions, exactly one row. ``trust_gap`` is ``None`` where nothing is due.
     """
     keys = "".join(f"{DIMENSIONS[d]} AS {d}, " for d in by)
-    sums = ", ".join(f"sum({m}_w) AS {m}" for m in MEASURES)
-    grouped = f"SELECT {keys}{sums} FROM ({classified_promises_sql(con, as_of)}) c"
+    grouped = measures_sql(promise_rows_sql(con, as_of), keys)
     if by:
         grouped += f" GROUP BY {', '.join(DIMENSIONS[d] for d in by)}"
     shown = "".join(f"{PRESENTATION.get(d, d)} AS {d}, " for d in by)
