@@ -14,10 +14,12 @@ offset 0 and ``event_id`` dedupe keeps it exactly-once; otherwise ingest stops w
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from eventsourcing.persistence import Tracking
 from kafka import TopicPartition
@@ -54,6 +56,9 @@ class IngestStats:
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.consumed / elapsed if elapsed > 0 else 0.0
+
+
+LINGER_S = 0.5
 
 
 def tracking_name(topic: str, partition: int, epoch: int) -> str:
@@ -104,17 +109,43 @@ class IngestConsumer:
         consumer = make_consumer(self.bootstrap, s.kafka_timeout_s, max_poll_records=s.batch_size)
         producer = make_producer(self.bootstrap, s.kafka_timeout_s)
         dead_letters = DeadLetterQueue(producer, s.dlq_topic)
+        # A batch keeps ~10^4 young objects alive (records, events, aggregates' state): with the
+        # default thresholds the cyclic GC rescans them over and over. Long-lived state is frozen
+        # out of its sight and the young generation allowed to grow; restored on exit.
+        thresholds = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 50)
         try:
             partitions = self._partitions(consumer)
             consumer.assign([TopicPartition(self._topic, p) for p in partitions])
             for p in partitions:
                 self._position_partition(consumer, p, fresh_log=self.owns_broker)
             quiet = 0
+            buffered: dict[int, list[Any]] = {}
+            since: dict[int, float] = {}
+
+            def flush(partition: int) -> None:
+                since.pop(partition, None)
+                messages = buffered.pop(partition, None)
+                if messages:
+                    self._process(partition, messages, dead_letters)
+
             while not self.stop_requested.is_set():
-                polled = consumer.poll(timeout_ms=500, max_records=s.batch_size)
-                self._detect_resets(consumer)
+                polled = consumer.poll(timeout_ms=200, max_records=s.batch_size)
+                now = time.monotonic()
                 for tp, messages in polled.items():
-                    self._process(tp.partition, messages, dead_letters)
+                    buffered.setdefault(tp.partition, []).extend(messages)
+                    since.setdefault(tp.partition, now)
+                self._detect_resets(consumer, flush)
+                # A partition's records are sealed in batches of up to batch_size (one transaction,
+                # one fsync each), or sooner when the topic goes quiet or they have waited LINGER_S.
+                for partition in list(buffered):
+                    if (
+                        not polled
+                        or len(buffered[partition]) >= s.batch_size
+                        or now - since[partition] >= LINGER_S
+                    ):
+                        flush(partition)
                 if self.relay is not None:
                     self.stats.relayed += self.relay.publish_pending()
                 if self.on_progress is not None:
@@ -125,11 +156,15 @@ class IngestConsumer:
                 quiet += 1
                 if until_idle and quiet >= idle_polls and self._caught_up(consumer):
                     break
+            for partition in list(buffered):
+                flush(partition)
         except KafkaError as exc:
             raise BrokerUnavailableError(
                 f"Kafka failed during ingest from {self.bootstrap}: {exc}"
             ) from exc
         finally:
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
             consumer.close()
             producer.close(timeout=s.kafka_timeout_s)
         return self.stats
@@ -168,7 +203,7 @@ class IngestConsumer:
         self.stats.resets += 1
         return epoch + 1
 
-    def _detect_resets(self, consumer: object) -> None:
+    def _detect_resets(self, consumer: object, flush: Callable[[int], None]) -> None:
         for partition in list(self._epochs):
             tp = TopicPartition(self._topic, partition)
             high = consumer.highwater(tp)  # type: ignore[attr-defined]
@@ -177,6 +212,7 @@ class IngestConsumer:
                 continue
             if not (self.owns_broker or self.accept_reset):
                 raise LogResetError(self._topic, partition, position, high)
+            flush(partition)  # what was fetched before the reset belongs to the old epoch
             s = self.settings
             ensure_topics(
                 self.bootstrap,
