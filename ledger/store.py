@@ -255,7 +255,8 @@ class LedgerStore:
             for rid, customer_id in chunk.items():
                 relationship: Any = None
                 for stored in streams.get(rid, ()):
-                    relationship = self._app.mapper.to_domain_event(stored).mutate(relationship)
+                    event: Any = self._app.mapper.to_domain_event(stored)
+                    relationship = event.mutate(relationship)
                 self._remember(customer_id, relationship or Relationship(customer_id=customer_id))
 
     def _select_streams(self, ids: list[UUID]) -> list[StoredEvent]:
