@@ -101,11 +101,7 @@ class IngestConsumer:
     def run(self, *, until_idle: bool = False, idle_polls: int = 3) -> IngestStats:
         """Consume until stopped (or, with ``until_idle``, until every partition is caught up)."""
         s = self.settings
-        ensure_topics(
-            self.bootstrap,
-            {self._topic: s.partitions, s.dlq_topic: s.partitions, s.ledger_topic: s.partitions},
-            s.kafka_timeout_s,
-        )
+        ensure_topics(self.bootstrap, s.topics, s.kafka_timeout_s)
         consumer = make_consumer(self.bootstrap, s.kafka_timeout_s, max_poll_records=s.batch_size)
         producer = make_producer(self.bootstrap, s.kafka_timeout_s)
         dead_letters = DeadLetterQueue(producer, s.dlq_topic)
@@ -214,15 +210,7 @@ class IngestConsumer:
                 raise LogResetError(self._topic, partition, position, high)
             flush(partition)  # what was fetched before the reset belongs to the old epoch
             s = self.settings
-            ensure_topics(
-                self.bootstrap,
-                {
-                    self._topic: s.partitions,
-                    s.dlq_topic: s.partitions,
-                    s.ledger_topic: s.partitions,
-                },
-                s.kafka_timeout_s,
-            )
+            ensure_topics(self.bootstrap, s.topics, s.kafka_timeout_s)
             self._epochs[partition] = self._new_epoch(partition, self._epochs[partition])
             self._resume[partition] = 0
             consumer.seek(tp, 0)  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from kafka.errors import KafkaError
 from consumers.kafka_clients import make_consumer, make_producer
 from consumers.topics import ensure_topics
 from ledger.errors import BrokerUnavailableError
+from ledger.settings import Settings
 from ledger.store import LedgerStore, SealedEvent
 
 BATCH_START = "cxl-batch-start"
@@ -62,6 +63,17 @@ class LedgerRelay:
         self.retries = retries
         self._producer: KafkaProducer | None = None
         self._next: int | None = None
+
+    @classmethod
+    def for_settings(cls, store: LedgerStore, bootstrap: str, settings: Settings) -> LedgerRelay:
+        return cls(
+            store,
+            bootstrap,
+            settings.ledger_topic,
+            partitions=settings.partitions,
+            timeout_s=settings.kafka_timeout_s,
+            batch_size=settings.batch_size,
+        )
 
     def close(self) -> None:
         if self._producer is not None:

@@ -244,18 +244,7 @@ def run_ingest(
     until_idle: bool,
     relay: bool,
 ) -> IngestStats:
-    ledger_relay = (
-        LedgerRelay(
-            store,
-            bootstrap,
-            settings.ledger_topic,
-            partitions=settings.partitions,
-            timeout_s=settings.kafka_timeout_s,
-            batch_size=settings.batch_size,
-        )
-        if relay
-        else None
-    )
+    ledger_relay = LedgerRelay.for_settings(store, bootstrap, settings) if relay else None
     ticker = Ticker("consuming")
     consumer = IngestConsumer(
         settings,
@@ -302,14 +291,7 @@ def relay_command(
     stopping = {"stop": False}
     _install_stop_handlers(lambda: stopping.update(stop=True))
     with kafka_access(settings, may_embed=False) as kafka, _open_store(settings) as store:
-        relay = LedgerRelay(
-            store,
-            kafka.bootstrap,
-            settings.ledger_topic,
-            partitions=settings.partitions,
-            timeout_s=settings.kafka_timeout_s,
-            batch_size=settings.batch_size,
-        )
+        relay = LedgerRelay.for_settings(store, kafka.bootstrap, settings)
         ticker = Ticker("relaying")
         try:
             with ticker.running():

@@ -18,6 +18,7 @@ from consumers.ingest import IngestStats
 from consumers.kafka_clients import make_producer
 from consumers.publisher import publish_records
 from consumers.records import read_jsonl
+from consumers.topics import ensure_topics
 from cxl.kafka_access import kafka_access
 from cxl.synthetic import HistoryGenerator, write_jsonl
 from ledger.audit import VerifyReport, verify_chains
@@ -60,17 +61,7 @@ def run_demo(
         say(f"Kafka at {kafka.bootstrap}{' (embedded, memory only)' if kafka.owns_broker else ''}")
         producer = make_producer(kafka.bootstrap, settings.kafka_timeout_s)
         try:
-            from consumers.topics import ensure_topics
-
-            ensure_topics(
-                kafka.bootstrap,
-                {
-                    settings.events_topic: settings.partitions,
-                    settings.dlq_topic: settings.partitions,
-                    settings.ledger_topic: settings.partitions,
-                },
-                settings.kafka_timeout_s,
-            )
+            ensure_topics(kafka.bootstrap, settings.topics, settings.kafka_timeout_s)
             published = publish_records(
                 read_jsonl(str(history)),
                 producer,

@@ -67,6 +67,13 @@ class HistoryGenerator:
             "data": data,
         }
 
+    def _kept(
+        self, customer: str, at: datetime, source: str, promise_id: str, fraction: float
+    ) -> dict[str, Any]:
+        return self._event(
+            "promise.kept", customer, at, source, {"promise_id": promise_id, "fraction": fraction}
+        )
+
     def _moment(self) -> datetime:
         seconds = self.rng.random() * (self.end - self.start).total_seconds()
         return (self.start + timedelta(seconds=seconds)).replace(microsecond=0)
@@ -197,45 +204,13 @@ class HistoryGenerator:
             at = made + (due - made) * rng.uniform(0.2, 1.0)
             if rng.random() < 0.1:
                 half = made + (at - made) * 0.5
-                out.append(
-                    self._event(
-                        "promise.kept",
-                        customer,
-                        half,
-                        source,
-                        {"promise_id": promise_id, "fraction": 0.5},
-                    )
-                )
-                out.append(
-                    self._event(
-                        "promise.kept",
-                        customer,
-                        at,
-                        source,
-                        {"promise_id": promise_id, "fraction": 0.5},
-                    )
-                )
+                out.append(self._kept(customer, half, source, promise_id, 0.5))
+                out.append(self._kept(customer, at, source, promise_id, 0.5))
             else:
-                out.append(
-                    self._event(
-                        "promise.kept",
-                        customer,
-                        at,
-                        source,
-                        {"promise_id": promise_id, "fraction": 1.0},
-                    )
-                )
+                out.append(self._kept(customer, at, source, promise_id, 1.0))
         elif roll < p_on_time + (1 - p_on_time) * 0.45:
             at = due + timedelta(hours=rng.uniform(1, 240))
-            out.append(
-                self._event(
-                    "promise.kept",
-                    customer,
-                    at,
-                    source,
-                    {"promise_id": promise_id, "fraction": 1.0},
-                )
-            )
+            out.append(self._kept(customer, at, source, promise_id, 1.0))
         elif roll < p_on_time + (1 - p_on_time) * 0.8:
             at = due + timedelta(hours=rng.uniform(0, 72))
             out.append(

@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         return self.home / "projections.duckdb"
 
     @property
+    def topics(self) -> dict[str, int]:
+        """Every topic the ledger uses, with the partition count it creates them with."""
+        return {
+            self.events_topic: self.partitions,
+            self.dlq_topic: self.partitions,
+            self.ledger_topic: self.partitions,
+        }
+
+    @property
     def is_embedded(self) -> bool:
         return not self.kafka_bootstrap
 

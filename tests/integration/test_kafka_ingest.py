@@ -17,20 +17,16 @@ from tests.integration.conftest import cxl_env, run_cxl
 from tests.integration.kafka_helpers import produce, read_all
 
 
+def _relay(settings: Settings, store: LedgerStore) -> LedgerRelay:
+    assert settings.kafka_bootstrap
+    return LedgerRelay.for_settings(
+        store, settings.kafka_bootstrap, settings.model_copy(update={"batch_size": 200})
+    )
+
+
 def _consume(settings: Settings, store: LedgerStore, relay: bool = False) -> IngestConsumer:
     assert settings.kafka_bootstrap
-    ledger_relay = (
-        LedgerRelay(
-            store,
-            settings.kafka_bootstrap,
-            settings.ledger_topic,
-            partitions=settings.partitions,
-            timeout_s=10,
-            batch_size=200,
-        )
-        if relay
-        else None
-    )
+    ledger_relay = _relay(settings, store) if relay else None
     consumer = IngestConsumer(settings, store, settings.kafka_bootstrap, relay=ledger_relay)
     consumer.run(until_idle=True)
     if ledger_relay:
@@ -133,14 +129,7 @@ def test_relay_publishes_every_sealed_event_in_ledger_order_and_resumes(
         assert all(seqs == list(range(1, len(seqs) + 1)) for seqs in per_customer.values())
 
         positions = sorted(d["position"] for d in decoded)
-        restarted = LedgerRelay(
-            store,
-            settings.kafka_bootstrap,
-            settings.ledger_topic,
-            partitions=settings.partitions,
-            timeout_s=10,
-            batch_size=200,
-        )
+        restarted = _relay(settings, store)
         resume = restarted.resume_position()
         assert positions[0] < resume <= positions[-1]  # only the last batch is sent again
         resent = restarted.publish_pending()
