@@ -141,3 +141,23 @@ def test_relay_publishes_every_sealed_event_in_ledger_order_and_resumes(
         ]
         assert sorted(set(after)) == positions
         assert len(after) == 450 + resent
+
+
+def test_consume_into_a_postgresql_store_seals_exactly_once(
+    settings: Settings, postgres_url: str
+) -> None:
+    assert settings.kafka_bootstrap
+    events = [event_dict(customer_id=f"c{i % 7}", promise_id=f"p{i}") for i in range(120)]
+    produce(
+        settings.kafka_bootstrap,
+        settings.events_topic,
+        [raw(e) for e in events] + [raw(events[0])],
+        keys=[e["customer_id"].encode() for e in events] + [b"c0"],
+    )
+    with LedgerStore(postgres_url) as store:
+        consumer = _consume(settings, store)
+        assert (consumer.stats.sealed, consumer.stats.duplicates) == (120, 1)
+    with LedgerStore(postgres_url) as reopened:
+        again = _consume(settings, reopened)
+        assert again.stats.consumed == 0
+        assert sum(len(page) for page in reopened.read()) == 120
