@@ -17,7 +17,7 @@ Relationship aggregates; it assumes it is the only writer of its store (one inge
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -350,9 +350,6 @@ class LedgerStore:
             for s in stored
             if s.topic == SEALED_TOPIC
         ]
-
-    def raw_stream(self, customer_id: str) -> Sequence[Any]:
-        return self._recorder.select_events(relationship_id(customer_id))
 
 
 def _decode(position: int, stream_id: Any, version: int, state: bytes) -> SealedEvent:
