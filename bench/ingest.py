@@ -21,9 +21,10 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import TypeAdapter
 
 from consumers.broker import EmbeddedBroker
-from consumers.ingest import IngestConsumer
+from consumers.ingest import IngestConsumer, IngestStats
 from consumers.kafka_clients import make_producer
 from consumers.topics import ensure_topics
+from consumers.workers import ParallelIngest
 from cxl.synthetic import HistoryGenerator
 from ledger.contract import ContractEvent, parse_event
 from ledger.settings import Settings
@@ -82,7 +83,9 @@ def raw_validation(values: list[bytes]) -> tuple[float, float]:
     return pure, full
 
 
-def end_to_end(bootstrap: str, topic: str, store_url: str, total: int, batch: int) -> float:
+def end_to_end(
+    bootstrap: str, topic: str, store_url: str, total: int, batch: int, workers: int
+) -> float:
     settings = Settings(
         kafka_bootstrap=bootstrap,
         events_topic=topic,
@@ -90,26 +93,35 @@ def end_to_end(bootstrap: str, topic: str, store_url: str, total: int, batch: in
         dlq_topic=f"{topic}.dlq",
         batch_size=batch,
         partitions=4,
+        store=store_url,
+        ingest_workers=workers,
     )
     done_at: list[float] = []
     with LedgerStore(store_url) as store:
-        consumer = IngestConsumer(settings, store, bootstrap)
+        runner: IngestConsumer | ParallelIngest
+        if workers > 1:
+            runner = ParallelIngest(settings, bootstrap, workers=workers)
+        else:
+            runner = IngestConsumer(settings, store, bootstrap)
 
-        def progress(stats: object) -> None:
-            if not done_at and consumer.stats.consumed >= total:
+        def progress(stats: IngestStats) -> None:
+            if not done_at and stats.consumed >= total:
                 done_at.append(time.perf_counter())
-                consumer.stop()
+                runner.stop()
 
-        consumer.on_progress = progress
+        runner.on_progress = progress
         started = time.perf_counter()
-        consumer.run(until_idle=True)
+        if isinstance(runner, ParallelIngest):
+            stats = runner.run(store, until_idle=True)
+        else:
+            stats = runner.run(until_idle=True)
         elapsed = (done_at[0] if done_at else time.perf_counter()) - started
-        stats = consumer.stats
     print(
         f"    sealed {stats.sealed:,}, duplicates {stats.duplicates:,}, dead-lettered {stats.dead_lettered:,}"
     )
+    backend = "PostgreSQL" if store_url.startswith("postgres") else "SQLite"
     return _line(
-        f"end-to-end {topic.split('-')[0]} → sealed ({'PostgreSQL' if store_url.startswith('postgres') else 'SQLite'})",
+        f"end-to-end → sealed ({backend}, {workers} worker{'s' if workers > 1 else ''})",
         stats.consumed,
         elapsed,
     )
@@ -122,6 +134,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=Settings().ingest_workers,
+        help="ingest processes (default: the CXL_INGEST_WORKERS default)",
+    )
     args = parser.parse_args()
 
     print(
@@ -151,7 +169,7 @@ def main() -> None:
             store_url = str(Path(tmp) / "bench.sqlite")
         else:
             store_url = f"{POSTGRES}?schema=bench_{uuid.uuid4().hex[:8]}"
-        e2e = end_to_end(broker.bootstrap, topic, store_url, len(values), args.batch)
+        e2e = end_to_end(broker.bootstrap, topic, store_url, len(values), args.batch, args.workers)
 
     print()
     print(

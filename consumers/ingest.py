@@ -82,6 +82,7 @@ class IngestConsumer:
         accept_reset: bool = False,
         relay: LedgerRelay | None = None,
         on_progress: Callable[[IngestStats], None] | None = None,
+        partitions: list[int] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -93,6 +94,7 @@ class IngestConsumer:
         self.stats = IngestStats()
         self.stop_requested = threading.Event()
         self._topic = settings.events_topic
+        self._only = partitions
         self._epochs: dict[int, int] = {}
         self._resume: dict[int, int] = {}
 
@@ -112,7 +114,9 @@ class IngestConsumer:
         gc.freeze()
         gc.set_threshold(100_000, 50, 50)
         try:
-            partitions = self._partitions(consumer)
+            partitions = [
+                p for p in self._partitions(consumer) if self._only is None or p in self._only
+            ]
             consumer.assign([TopicPartition(self._topic, p) for p in partitions])
             for p in partitions:
                 self._position_partition(consumer, p, fresh_log=self.owns_broker)
@@ -169,6 +173,15 @@ class IngestConsumer:
         self.stop_requested.set()
 
     # -- positions and resets ------------------------------------------------------------------
+
+    def partitions(self) -> list[int]:
+        """The partitions of the events topic (created first if missing)."""
+        ensure_topics(self.bootstrap, self.settings.topics, self.settings.kafka_timeout_s)
+        consumer = make_consumer(self.bootstrap, self.settings.kafka_timeout_s)
+        try:
+            return self._partitions(consumer)
+        finally:
+            consumer.close()
 
     def _partitions(self, consumer: object) -> list[int]:
         deadline = time.monotonic() + self.settings.kafka_timeout_s

@@ -24,6 +24,7 @@ from consumers.kafka_clients import make_producer
 from consumers.publisher import publish_records
 from consumers.records import read_jsonl
 from consumers.relay import LedgerRelay
+from consumers.workers import ParallelIngest
 from cxl import analytics
 from cxl.kafka_access import kafka_access
 from cxl.output import Format, Ticker, emit_rows, err, out, report_rejects
@@ -82,6 +83,12 @@ def root(
     batch_size: Annotated[
         int | None, typer.Option(help="Records per sealing transaction [env CXL_BATCH_SIZE].")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Ingest processes, one share of partitions each [env CXL_INGEST_WORKERS]."
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     ctx.obj = Context(
@@ -94,6 +101,7 @@ def root(
             dlq_topic=dlq_topic,
             partitions=partitions,
             batch_size=batch_size,
+            ingest_workers=workers,
         ),
         debug=debug,
     )
@@ -244,23 +252,40 @@ def run_ingest(
     until_idle: bool,
     relay: bool,
 ) -> IngestStats:
+    """Ingest with ``settings.ingest_workers`` processes (in this one when 1), relaying from here."""
     ledger_relay = LedgerRelay.for_settings(store, bootstrap, settings) if relay else None
     ticker = Ticker("consuming")
-    consumer = IngestConsumer(
-        settings,
-        store,
-        bootstrap,
-        owns_broker=owns_broker,
-        accept_reset=accept_reset,
-        relay=ledger_relay,
-        on_progress=lambda s: ticker.update(
+
+    def progress(s: IngestStats) -> None:
+        ticker.update(
             f"{s.consumed:,} consumed, {s.sealed:,} sealed, {s.duplicates:,} duplicates, "
-            f"{s.dead_lettered:,} dead-lettered, {s.rate:,.0f}/s"
-        ),
-    )
-    _install_stop_handlers(consumer.stop)
+            f"{s.dead_lettered:,} dead-lettered, {s.relayed:,} relayed, {s.rate:,.0f}/s"
+        )
+
     try:
         with ticker.running():
+            if settings.ingest_workers > 1:
+                parallel = ParallelIngest(
+                    settings,
+                    bootstrap,
+                    workers=settings.ingest_workers,
+                    owns_broker=owns_broker,
+                    accept_reset=accept_reset,
+                    relay=ledger_relay,
+                    on_progress=progress,
+                )
+                _install_stop_handlers(parallel.stop)
+                return parallel.run(store, until_idle=until_idle)
+            consumer = IngestConsumer(
+                settings,
+                store,
+                bootstrap,
+                owns_broker=owns_broker,
+                accept_reset=accept_reset,
+                relay=ledger_relay,
+                on_progress=progress,
+            )
+            _install_stop_handlers(consumer.stop)
             return consumer.run(until_idle=until_idle)
     finally:
         if ledger_relay is not None:

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         default=5000, ge=1, le=1_000_000, description="Records per sealing transaction."
     )
+    ingest_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Ingest processes, each sealing its share of the partitions (Kafka's unit of order).",
+    )
     kafka_timeout_s: float = Field(
         default=10.0, gt=0, le=600, description="Bound on every Kafka call."
     )

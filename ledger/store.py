@@ -11,7 +11,9 @@ Contract:
   events are grouped by customer, each customer's in arrival order.
 
 The writer keeps hot per-customer state (chain head, seen event ids) in memory as cached
-Relationship aggregates; it assumes it is the only writer of its store (one ingest per ledger).
+Relationship aggregates. Several writers may share a store when they own disjoint customers (ingest
+workers own disjoint partitions); if two ever append to the same stream, the loser of the race
+re-reads it and retries (``CONFLICT_RETRIES``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ledger.relationship import Relationship, SealOutcome, relationship_id
 from ledger.transcoder import OrjsonTranscoder
 
 SEALED_TOPIC = Relationship.EventSealed.TOPIC
+CONFLICT_RETRIES = 3
 CREATED_TOPIC = Relationship.Created.TOPIC
 
 
@@ -125,7 +128,13 @@ def _environment(url: str) -> dict[str, str]:
         return env
     path = Path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+    # Several ingest workers may share one SQLite file: a writer waits for the lock (seconds at
+    # most, each transaction being one batch) rather than failing at once.
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(path),
+        "SQLITE_LOCK_TIMEOUT": "60",
+    }
 
 
 class LedgerStore:
@@ -168,11 +177,33 @@ class LedgerStore:
         written; if it raises, nothing is written. Ingest uses it to dead-letter refusals first, so
         a crash can duplicate a dead letter but never lose one.
         """
+        events = list(events)
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            try:
+                return self._seal_once(events, tracking, before_commit)
+            except IntegrityError as exc:
+                if tracking is not None and self.has_position(tracking):
+                    return SealReport(already_done=True)
+                # Another writer appended to one of these streams first (a second ingest worker
+                # given a customer's events on another partition). The touched aggregates were
+                # evicted, so the retry continues their chains from what is now stored.
+                if attempt == CONFLICT_RETRIES:
+                    raise StoreError(
+                        f"the ledger store kept changing under this writer ({exc}); are several "
+                        "ingests sharing partitions? Publishers must key events by customer_id."
+                    ) from exc
+        raise AssertionError("unreachable")
+
+    def _seal_once(
+        self,
+        events: list[ValidEvent],
+        tracking: Tracking | None,
+        before_commit: Callable[[SealReport], None] | None,
+    ) -> SealReport:
         report = SealReport()
         if tracking is not None and self.has_position(tracking):
             report.already_done = True
             return report
-        events = list(events)
         touched: dict[str, Relationship] = {}
         recorded_at = datetime.now(UTC).isoformat()
         try:
@@ -201,16 +232,10 @@ class LedgerStore:
                 # The recorder directly, not EventStore.put: put() builds a Recording and a
                 # Notification object per event that nobody here reads (a fifth of sealing time).
                 self._recorder.insert_events(stored, tracking=tracking)
-        except IntegrityError as exc:
-            self._evict(touched)
-            if tracking is not None and self.has_position(tracking):
-                return SealReport(already_done=True)
-            raise StoreError(
-                f"another writer changed the ledger store concurrently ({exc}); "
-                "run one ingest per ledger store"
-            ) from exc
         except PersistenceError as exc:
             self._evict(touched)
+            if isinstance(exc, IntegrityError):
+                raise
             raise StoreError(
                 f"could not write the ledger store {_redact(self.url)}: {exc}"
             ) from exc

@@ -136,3 +136,40 @@ def test_publish_without_a_configured_broker_says_how_to_run_one(tmp_path: Path)
     result = run_cxl(["publish", str(tmp_path / "x.jsonl")], env)
     assert result.returncode == 2
     assert "cxl broker" in result.stderr
+
+
+@pytest.mark.skipif(bool(EXTERNAL_KAFKA), reason="restarts the embedded broker itself")
+def test_a_reset_seen_by_an_ingest_worker_stops_the_cli_with_its_exit_code(tmp_path: Path) -> None:
+    port = free_port()
+    settings = Settings(
+        home=tmp_path, kafka_bootstrap=f"127.0.0.1:{port}", partitions=2, ingest_workers=2
+    )
+    env = cxl_env(settings, CXL_INGEST_WORKERS="2")
+    first = [event_dict(customer_id=f"c{i % 6}", promise_id=f"a{i}") for i in range(120)]
+    later = [event_dict(customer_id=f"c{i % 6}", promise_id=f"b{i}") for i in range(12)]
+    with EmbeddedBroker(port=port, log_dir=tmp_path):
+        produce(
+            settings.kafka_bootstrap or "",
+            settings.events_topic,
+            [raw(e) for e in first],
+            keys=[e["customer_id"].encode() for e in first],
+        )
+        assert run_cxl(["consume", "--until-idle", "--no-relay"], env).returncode == 0
+    with EmbeddedBroker(port=port, log_dir=tmp_path):
+        produce(
+            settings.kafka_bootstrap or "",
+            settings.events_topic,
+            [raw(e) for e in later],
+            keys=[e["customer_id"].encode() for e in later],
+        )
+        stopped = run_cxl(["consume", "--until-idle", "--no-relay"], env)
+        assert stopped.returncode == 6, stopped.stderr
+        assert "was reset" in stopped.stderr and "--accept-reset" in stopped.stderr
+        accepted = run_cxl(
+            ["consume", "--until-idle", "--no-relay", "--accept-reset", "--format", "json"], env
+        )
+        assert accepted.returncode == 0, accepted.stderr
+    with LedgerStore(settings.store_url) as store:
+        assert {e.event_id for page in store.read() for e in page} == {
+            e["event_id"] for e in first + later
+        }

@@ -85,3 +85,17 @@ def test_out_of_order_facts_are_sealed_and_counted_as_anomalies(store: LedgerSto
     report = store.seal([valid("promise.kept", customer_id="c1"), valid(customer_id="c1")])
     assert report.sealed == 2
     assert report.anomalies == {"outcome before promise": 1}
+
+
+def test_a_writer_that_lost_a_race_rereads_the_stream_and_retries(store_url: str) -> None:
+    with LedgerStore(store_url) as first, LedgerStore(store_url) as second:
+        first.seal([valid(customer_id="c1", promise_id="a")])  # first caches c1 at seq 1
+        second.seal(
+            [valid(customer_id="c1", promise_id="b")]
+        )  # second appends seq 2 behind its back
+        report = first.seal([valid(customer_id="c1", promise_id="c")])
+        assert report.sealed == 1
+        assert [e.seq for e in first.stream("c1")] == [1, 2, 3]
+        from ledger.audit import verify_chains
+
+        assert verify_chains(first).events == 3

@@ -1,0 +1,184 @@
+"""Parallel ingest: one process per share of the events topic's partitions.
+
+A customer's events live on one partition (publishers key by ``customer_id``), so each worker owns
+its customers' chains outright: workers never need each other's state, only the store's lock for
+the moment of a commit. Python runs one thread at a time per process, so on a multi-core machine
+this is how ingest uses more than one core. If a publisher mis-keys and a customer shows up on two
+partitions, the store's optimistic concurrency catches it and the later writer re-reads and retries.
+
+Workers are spawned (not forked: no client or connection is shared), stop with the parent (they
+check that it is alive on every poll) and report errors back as one-line messages with exit codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+import signal
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+from consumers.ingest import IngestConsumer, IngestStats
+from consumers.relay import LedgerRelay
+from ledger.errors import CxlError
+from ledger.settings import Settings
+from ledger.store import LedgerStore
+
+_COUNTERS = ("consumed", "sealed", "duplicates", "dead_lettered")
+
+
+class WorkerFailedError(CxlError):
+    """An ingest worker stopped with an error; the others were stopped too."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _worker(
+    index: int,
+    settings_json: str,
+    bootstrap: str,
+    partitions: list[int],
+    owns_broker: bool,
+    accept_reset: bool,
+    until_idle: bool,
+    stop: Any,
+    progress: Any,
+    results: Any,
+    parent: int,
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    try:
+        settings = Settings.model_validate_json(settings_json)
+        with LedgerStore(settings.store_url) as store:
+            consumer = IngestConsumer(
+                settings,
+                store,
+                bootstrap,
+                owns_broker=owns_broker,
+                accept_reset=accept_reset,
+                partitions=partitions,
+            )
+            signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
+
+            def report(stats: IngestStats) -> None:
+                for i, name in enumerate(_COUNTERS):
+                    progress[index * len(_COUNTERS) + i] = getattr(stats, name)
+                if stop.is_set() or os.getppid() != parent:
+                    consumer.stop()
+
+            consumer.on_progress = report
+            stats = consumer.run(until_idle=until_idle)
+        results.put((index, "ok", 0, {f.name: getattr(stats, f.name) for f in fields(stats)}))
+    except CxlError as exc:
+        results.put((index, "error", exc.exit_code, str(exc)))
+    except BaseException as exc:  # reported, then the parent fails loudly
+        results.put((index, "error", 1, f"{type(exc).__name__}: {exc}"))
+
+
+class ParallelIngest:
+    """Runs ``workers`` ingest processes over disjoint partition shares; the relay runs here."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        *,
+        workers: int,
+        owns_broker: bool = False,
+        accept_reset: bool = False,
+        relay: LedgerRelay | None = None,
+        on_progress: Callable[[IngestStats], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.workers = workers
+        self.owns_broker = owns_broker
+        self.accept_reset = accept_reset
+        self.relay = relay
+        self.on_progress = on_progress
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = self._context.Event()
+        self.stats = IngestStats()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, store: LedgerStore, *, until_idle: bool = False) -> IngestStats:
+        partitions = IngestConsumer(self.settings, store, self.bootstrap).partitions()
+        shares = [
+            share for share in (partitions[i :: self.workers] for i in range(self.workers)) if share
+        ]
+        progress = self._context.Array("q", len(shares) * len(_COUNTERS), lock=False)
+        results = self._context.Queue()
+        processes = [
+            self._context.Process(
+                target=_worker,
+                name=f"cxl-ingest-{i}",
+                args=(
+                    i,
+                    self.settings.model_dump_json(),
+                    self.bootstrap,
+                    share,
+                    self.owns_broker,
+                    self.accept_reset,
+                    until_idle,
+                    self._stop,
+                    progress,
+                    results,
+                    os.getpid(),
+                ),
+                daemon=True,
+            )
+            for i, share in enumerate(shares)
+        ]
+        for process in processes:
+            process.start()
+        finished: dict[int, dict[str, Any]] = {}
+        try:
+            while len(finished) < len(processes):
+                with contextlib.suppress(queue.Empty):
+                    index, outcome, exit_code, payload = results.get(timeout=0.2)
+                    if outcome != "ok":
+                        raise WorkerFailedError(f"ingest worker {index}: {payload}", exit_code)
+                    finished[index] = payload
+                if len(finished) < len(processes) and not any(p.is_alive() for p in processes):
+                    with contextlib.suppress(queue.Empty):
+                        index, outcome, exit_code, payload = results.get(timeout=2)
+                        if outcome != "ok":
+                            raise WorkerFailedError(f"ingest worker {index}: {payload}", exit_code)
+                        finished[index] = payload
+                        continue
+                    raise WorkerFailedError("an ingest worker died without a word (killed?)", 1)
+                self._publish_progress(progress, len(shares))
+        finally:
+            self._stop.set()
+            for process in processes:
+                process.join(timeout=30)
+                if process.is_alive():
+                    process.kill()
+        totals = IngestStats(started=self.stats.started, relayed=self.stats.relayed)
+        for payload in finished.values():
+            for name in ("consumed", "sealed", "duplicates", "dead_lettered", "resets"):
+                setattr(totals, name, getattr(totals, name) + payload[name])
+            for kind, count in payload["anomalies"].items():
+                totals.anomalies[kind] = totals.anomalies.get(kind, 0) + count
+        self.stats = totals
+        if self.relay is not None:
+            while sent := self.relay.publish_pending():
+                self.stats.relayed += sent
+        if self.on_progress is not None:
+            self.on_progress(self.stats)
+        return self.stats
+
+    def _publish_progress(self, progress: Any, workers: int) -> None:
+        if self.relay is not None:
+            self.stats.relayed += self.relay.publish_pending()
+        for i, name in enumerate(_COUNTERS):
+            setattr(self.stats, name, sum(progress[w * len(_COUNTERS) + i] for w in range(workers)))
+        if self.on_progress is not None:
+            self.on_progress(self.stats)
