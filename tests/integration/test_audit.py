@@ -76,3 +76,11 @@ def test_cli_verify_prints_ok_or_the_first_break_with_exit_code(tmp_path: Path) 
     assert broken.returncode == 4
     assert "customer 'c1' seq 7: hash expected" in broken.stderr
     assert "Traceback" not in broken.stderr
+
+
+def test_verify_recomputes_chains_on_either_backend(store: LedgerStore) -> None:
+    store.seal([valid(customer_id=f"c{i % 4}", promise_id=f"p{i}") for i in range(40)])
+    store.seal([valid("promise.kept", customer_id="c1", promise_id="p1")])
+    report = verify_chains(store)
+    assert (report.events, report.customers) == (41, 4)
+    assert len(report.head_digest) == 64
