@@ -24,6 +24,7 @@ from consumers.kafka_clients import make_producer
 from consumers.publisher import publish_records
 from consumers.records import read_jsonl
 from consumers.relay import LedgerRelay
+from consumers.topics import ensure_topics
 from consumers.workers import ParallelIngest
 from cxl import analytics
 from cxl.kafka_access import kafka_access
@@ -187,6 +188,8 @@ def publish(
     settings = _ctx(ctx).settings
     _check_files(files)
     with kafka_access(settings, may_embed=False) as kafka:
+        # Created before anything produces: an auto-created topic gets the broker's partition count.
+        ensure_topics(kafka.bootstrap, settings.topics, settings.kafka_timeout_s)
         producer = make_producer(kafka.bootstrap, settings.kafka_timeout_s)
         ticker = Ticker("publishing")
         try:
