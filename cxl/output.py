@@ -62,25 +62,30 @@ def _cell(value: Any) -> str:
 
 
 class Ticker:
-    """A one-line live status on a terminal (rate-limited); silent when output is not a terminal."""
+    """Progress of long work: a live status line on a terminal, a log line every 10 s otherwise."""
+
+    LOG_EVERY_S = 10.0
 
     def __init__(self, label: str) -> None:
         self.label = label
-        self.enabled = err.is_terminal
-        self._last = 0.0
+        self.live = err.is_terminal
+        self._last = time.monotonic()
         self._status: Any = None
 
     def update(self, text: str, force: bool = False) -> None:
-        if not self.enabled:
-            return
         now = time.monotonic()
-        if force or now - self._last > 0.25:
+        if self.live:
+            if force or now - self._last > 0.25:
+                self._last = now
+                if self._status is not None:
+                    self._status.update(f"{self.label}: {text}")
+        elif force or now - self._last >= self.LOG_EVERY_S:
             self._last = now
-            self._status.update(f"{self.label}: {text}")
+            err.print(f"{self.label}: {text}", markup=False)
 
     @contextmanager
     def running(self) -> Iterator[Ticker]:
-        if not self.enabled:
+        if not self.live:
             yield self
             return
         with err.status(self.label) as status:
