@@ -90,6 +90,10 @@ def root(
             help="Ingest processes, one share of partitions each [env CXL_INGEST_WORKERS]."
         ),
     ] = None,
+    kafka_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds any Kafka call may take [env CXL_KAFKA_TIMEOUT_S]."),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     ctx.obj = Context(
@@ -103,6 +107,7 @@ def root(
             partitions=partitions,
             batch_size=batch_size,
             ingest_workers=workers,
+            kafka_timeout_s=kafka_timeout,
         ),
         debug=debug,
     )

@@ -56,3 +56,17 @@ def test_every_setting_the_readme_documents_exists() -> None:
     documented = set(re.findall(r"`CXL_([A-Z_]+)`", README)) - {"TEST_KAFKA_BOOTSTRAP"}
     fields = {name.upper() for name in Settings.model_fields}
     assert documented <= fields, documented - fields
+
+
+def test_every_setting_has_a_cli_flag() -> None:
+    from ledger.settings import Settings
+
+    root = get_command(app)
+    flags = {opt for param in root.params for opt in param.opts}  # type: ignore[attr-defined]
+    aliases = {
+        "kafka_bootstrap": "--bootstrap",
+        "ingest_workers": "--workers",
+        "kafka_timeout_s": "--kafka-timeout",
+    }
+    for name in Settings.model_fields:
+        assert aliases.get(name, "--" + name.replace("_", "-")) in flags, name
