@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventsourcing.persistence import Tracking
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from consumers.dead_letters import DeadLetterQueue
@@ -49,7 +49,16 @@ class IngestStats:
     def add(self, report: SealReport) -> None:
         self.sealed += report.sealed
         self.duplicates += report.duplicates
-        for name, count in report.anomalies.items():
+        self._add_anomalies(report.anomalies)
+
+    def merge(self, other: IngestStats) -> None:
+        """Add another writer's counts (parallel ingest adds up its workers')."""
+        for name in ("consumed", "sealed", "duplicates", "dead_lettered", "relayed", "resets"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self._add_anomalies(other.anomalies)
+
+    def _add_anomalies(self, anomalies: dict[str, int]) -> None:
+        for name, count in anomalies.items():
             self.anomalies[name] = self.anomalies.get(name, 0) + count
 
     @property
@@ -61,6 +70,28 @@ class IngestStats:
 LINGER_S = 0.5
 
 
+def wait_for_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float) -> list[int]:
+    """The topic's partitions, waiting up to ``timeout_s`` for its metadata to appear."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return sorted(found)
+        if time.monotonic() > deadline:
+            raise BrokerUnavailableError(f"topic {topic} has no partitions after {timeout_s:.0f}s")
+        time.sleep(0.1)
+
+
+def discover_partitions(settings: Settings, bootstrap: str) -> list[int]:
+    """The events topic's partitions, creating the ledger's topics first if they are missing."""
+    ensure_topics(bootstrap, settings.topics, settings.kafka_timeout_s)
+    consumer = make_consumer(bootstrap, settings.kafka_timeout_s)
+    try:
+        return wait_for_partitions(consumer, settings.events_topic, settings.kafka_timeout_s)
+    finally:
+        consumer.close()
+
+
 def tracking_name(topic: str, partition: int, epoch: int) -> str:
     return f"kafka:{topic}:{partition}:{epoch}"
 
@@ -70,7 +101,10 @@ def epoch_name(topic: str, partition: int) -> str:
 
 
 class IngestConsumer:
-    """The single writer that moves ``settings.events_topic`` into the ledger store."""
+    """Moves ``settings.events_topic`` (all partitions, or the ``partitions`` given) into the store.
+
+    It is the only writer of its partitions' customers; ``ParallelIngest`` runs one per share.
+    """
 
     def __init__(
         self,
@@ -96,7 +130,6 @@ class IngestConsumer:
         self._topic = settings.events_topic
         self._only = partitions
         self._epochs: dict[int, int] = {}
-        self._resume: dict[int, int] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -115,7 +148,9 @@ class IngestConsumer:
         gc.set_threshold(100_000, 50, 50)
         try:
             partitions = [
-                p for p in self._partitions(consumer) if self._only is None or p in self._only
+                p
+                for p in wait_for_partitions(consumer, self._topic, s.kafka_timeout_s)
+                if self._only is None or p in self._only
             ]
             consumer.assign([TopicPartition(self._topic, p) for p in partitions])
             for p in partitions:
@@ -174,29 +209,9 @@ class IngestConsumer:
 
     # -- positions and resets ------------------------------------------------------------------
 
-    def partitions(self) -> list[int]:
-        """The partitions of the events topic (created first if missing)."""
-        ensure_topics(self.bootstrap, self.settings.topics, self.settings.kafka_timeout_s)
-        consumer = make_consumer(self.bootstrap, self.settings.kafka_timeout_s)
-        try:
-            return self._partitions(consumer)
-        finally:
-            consumer.close()
-
-    def _partitions(self, consumer: object) -> list[int]:
-        deadline = time.monotonic() + self.settings.kafka_timeout_s
-        while True:
-            found = consumer.partitions_for_topic(self._topic)  # type: ignore[attr-defined]
-            if found:
-                return sorted(found)
-            if time.monotonic() > deadline:
-                raise BrokerUnavailableError(
-                    f"topic {self._topic} has no partitions at {self.bootstrap} after "
-                    f"{self.settings.kafka_timeout_s:.0f}s"
-                )
-            time.sleep(0.1)
-
-    def _position_partition(self, consumer: object, partition: int, *, fresh_log: bool) -> None:
+    def _position_partition(
+        self, consumer: KafkaConsumer, partition: int, *, fresh_log: bool
+    ) -> None:
         epoch = self.store.position(epoch_name(self._topic, partition)) or 0
         last = self.store.position(tracking_name(self._topic, partition, epoch))
         if fresh_log and last is not None:
@@ -204,19 +219,18 @@ class IngestConsumer:
             epoch = self._new_epoch(partition, epoch)
             last = None
         self._epochs[partition] = epoch
-        self._resume[partition] = 0 if last is None else last + 1
-        consumer.seek(TopicPartition(self._topic, partition), self._resume[partition])  # type: ignore[attr-defined]
+        consumer.seek(TopicPartition(self._topic, partition), 0 if last is None else last + 1)
 
     def _new_epoch(self, partition: int, epoch: int) -> int:
         self.store.record_position(Tracking(epoch_name(self._topic, partition), epoch + 1))
         self.stats.resets += 1
         return epoch + 1
 
-    def _detect_resets(self, consumer: object, flush: Callable[[int], None]) -> None:
+    def _detect_resets(self, consumer: KafkaConsumer, flush: Callable[[int], None]) -> None:
         for partition in list(self._epochs):
             tp = TopicPartition(self._topic, partition)
-            high = consumer.highwater(tp)  # type: ignore[attr-defined]
-            position = consumer.position(tp)  # type: ignore[attr-defined]
+            high = consumer.highwater(tp)
+            position = consumer.position(tp)
             if high is None or position is None or high >= position:
                 continue
             if not (self.owns_broker or self.accept_reset):
@@ -225,14 +239,13 @@ class IngestConsumer:
             s = self.settings
             ensure_topics(self.bootstrap, s.topics, s.kafka_timeout_s)
             self._epochs[partition] = self._new_epoch(partition, self._epochs[partition])
-            self._resume[partition] = 0
-            consumer.seek(tp, 0)  # type: ignore[attr-defined]
+            consumer.seek(tp, 0)
 
-    def _caught_up(self, consumer: object) -> bool:
+    def _caught_up(self, consumer: KafkaConsumer) -> bool:
         for partition in self._epochs:
             tp = TopicPartition(self._topic, partition)
-            high = consumer.highwater(tp)  # type: ignore[attr-defined]
-            position = consumer.position(tp)  # type: ignore[attr-defined]
+            high = consumer.highwater(tp)
+            position = consumer.position(tp)
             if high is None:
                 # Nothing fetched yet for this partition: caught up only if it never had records.
                 if position not in (None, 0):

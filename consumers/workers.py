@@ -12,7 +12,6 @@ check that it is alive on every poll) and report errors back as one-line message
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import queue
@@ -21,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
-from consumers.ingest import IngestConsumer, IngestStats
+from consumers.ingest import IngestConsumer, IngestStats, discover_partitions
 from consumers.relay import LedgerRelay
 from ledger.errors import CxlError
 from ledger.settings import Settings
@@ -109,7 +108,7 @@ class ParallelIngest:
         self._stop.set()
 
     def run(self, store: LedgerStore, *, until_idle: bool = False) -> IngestStats:
-        partitions = IngestConsumer(self.settings, store, self.bootstrap).partitions()
+        partitions = discover_partitions(self.settings, self.bootstrap)
         shares = [
             share for share in (partitions[i :: self.workers] for i in range(self.workers)) if share
         ]
@@ -139,20 +138,21 @@ class ParallelIngest:
         for process in processes:
             process.start()
         finished: dict[int, dict[str, Any]] = {}
+
+        def take_result(timeout: float) -> bool:
+            try:
+                index, outcome, exit_code, payload = results.get(timeout=timeout)
+            except queue.Empty:
+                return False
+            if outcome != "ok":
+                raise WorkerFailedError(f"ingest worker {index}: {payload}", exit_code)
+            finished[index] = payload
+            return True
+
         try:
             while len(finished) < len(processes):
-                with contextlib.suppress(queue.Empty):
-                    index, outcome, exit_code, payload = results.get(timeout=0.2)
-                    if outcome != "ok":
-                        raise WorkerFailedError(f"ingest worker {index}: {payload}", exit_code)
-                    finished[index] = payload
-                if len(finished) < len(processes) and not any(p.is_alive() for p in processes):
-                    with contextlib.suppress(queue.Empty):
-                        index, outcome, exit_code, payload = results.get(timeout=2)
-                        if outcome != "ok":
-                            raise WorkerFailedError(f"ingest worker {index}: {payload}", exit_code)
-                        finished[index] = payload
-                        continue
+                took = take_result(0.2)
+                if not took and not any(p.is_alive() for p in processes) and not take_result(2):
                     raise WorkerFailedError("an ingest worker died without a word (killed?)", 1)
                 self._publish_progress(progress, len(shares))
         finally:
@@ -163,10 +163,7 @@ class ParallelIngest:
                     process.kill()
         totals = IngestStats(started=self.stats.started, relayed=self.stats.relayed)
         for payload in finished.values():
-            for name in ("consumed", "sealed", "duplicates", "dead_lettered", "resets"):
-                setattr(totals, name, getattr(totals, name) + payload[name])
-            for kind, count in payload["anomalies"].items():
-                totals.anomalies[kind] = totals.anomalies.get(kind, 0) + count
+            totals.merge(IngestStats(**payload))
         self.stats = totals
         if self.relay is not None:
             while sent := self.relay.publish_pending():

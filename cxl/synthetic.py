@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -93,11 +92,6 @@ class HistoryGenerator:
         for dup in duplicates:
             events.insert(rng.randrange(len(events)), dup)
         return events
-
-    def iter_chunks(self, size: int) -> Iterator[list[dict[str, Any]]]:
-        events = self.events()
-        for i in range(0, len(events), size):
-            yield events[i : i + size]
 
     def _customer(self, customer: str) -> list[dict[str, Any]]:
         rng = self.rng

@@ -19,7 +19,7 @@ re-reads it and retries (``CONFLICT_RETRIES``).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +28,10 @@ from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
 import orjson
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 from eventsourcing.persistence import (
     IntegrityError,
+    Notification,
     PersistenceError,
     ProcessRecorder,
     StoredEvent,
@@ -45,7 +46,6 @@ from ledger.transcoder import OrjsonTranscoder
 
 SEALED_TOPIC = Relationship.EventSealed.TOPIC
 CONFLICT_RETRIES = 3
-CREATED_TOPIC = Relationship.Created.TOPIC
 
 
 class LedgerApplication(Application[UUID]):
@@ -249,16 +249,10 @@ class LedgerStore:
         self.seal((), tracking)
 
     def _relationship(self, customer_id: str) -> Relationship:
-        cached = self._cache.get(customer_id)
-        if cached is not None:
-            self._cache.move_to_end(customer_id)
-            return cached
-        try:
-            relationship: Relationship = self._app.repository.get(relationship_id(customer_id))
-        except AggregateNotFoundError:
-            relationship = Relationship(customer_id=customer_id)
-        self._remember(customer_id, relationship)
-        return relationship
+        if customer_id not in self._cache:
+            self._load_missing({customer_id})
+        self._cache.move_to_end(customer_id)
+        return self._cache[customer_id]
 
     def _remember(self, customer_id: str, relationship: Relationship) -> None:
         self._cache[customer_id] = relationship
@@ -337,18 +331,10 @@ class LedgerStore:
         self, start: int = 1, *, stop: int | None = None, page: int = 5000
     ) -> Iterator[list[SealedEvent]]:
         """Pages of sealed events with ``start <= position <= stop``, in ledger order."""
-        while True:
-            notifications = self._recorder.select_notifications(
-                start, page, stop=stop, topics=(SEALED_TOPIC,)
-            )
-            if not notifications:
-                return
+        for notifications in self._pages(start, stop, page):
             yield [
                 _decode(n.id, n.originator_id, n.originator_version, n.state) for n in notifications
             ]
-            start = notifications[-1].id + 1
-            if len(notifications) < page:
-                return
 
     def read_states(
         self, start: int = 1, *, page: int = 5000
@@ -358,11 +344,17 @@ class LedgerStore:
         For bulk readers that parse the JSON elsewhere (the projections hand it to DuckDB): no
         per-event decoding in Python.
         """
+        for notifications in self._pages(start, None, page):
+            yield [n.id for n in notifications], [n.state for n in notifications]
+
+    def _pages(self, start: int, stop: int | None, page: int) -> Iterator[Sequence[Notification]]:
         while True:
-            notifications = self._recorder.select_notifications(start, page, topics=(SEALED_TOPIC,))
+            notifications = self._recorder.select_notifications(
+                start, page, stop=stop, topics=(SEALED_TOPIC,)
+            )
             if not notifications:
                 return
-            yield [n.id for n in notifications], [n.state for n in notifications]
+            yield notifications
             start = notifications[-1].id + 1
             if len(notifications) < page:
                 return

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-EPSILON = 1e-9
+from projections.promise_fold import EPSILON
 
 ANOMALIES = f"""
 WITH ev AS (SELECT * FROM promise_events WHERE occurred_at <= $as_of),
