@@ -2,35 +2,131 @@
 
 The JSON Schemas in ``schemas/v1`` are generated from these models (``cxl schemas``) and a test
 fails when the two drift. Validation always starts from raw JSON bytes (``parse_event``) so that
-publishers in any language get the same verdict, and the result is reduced to its canonical
-dict form, which is what the ledger seals and hashes.
+publishers in any language get the same verdict, and the result is reduced to its canonical body
+(``canonical_body``), which is what the ledger seals and hashes.
+
+A sealed event is forever, so the contract refuses whatever a projection, query, report or export
+could not carry, rather than alter it: strict JSON (no ``NaN``/``Infinity``, no duplicate keys, no
+byte order mark, at most ``MAX_RECORD_BYTES``), finite numbers inside documented bounds, instants in
+RFC 3339 with an offset, at most microsecond precision and inside ``EARLIEST``..``LATEST`` once
+normalised to UTC, strings without control characters (free text may hold tab and newlines).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from enum import StrEnum
+import json
+import re
+from datetime import UTC, datetime
+from enum import Enum, StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from ledger.canonical import format_instant
 from ledger.errors import FieldProblem, InvalidEventError
 
 CONTRACT_VERSION = 1
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
-Ident = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+MAX_RECORD_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 4000
+MAX_IDENT_CHARS = 128
+MAX_PROMISE_IDS = 100
+MAX_WEIGHT = 1e6
+MAX_DURATION_S = 1e7
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})"
+)
+_RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_IDENT_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
+_TEXT_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_IDENT_PATTERN = r"^[^\u0000-\u001f\u007f]*$"
+_TEXT_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
+
+
+def _instant_text(value: Any) -> Any:
+    """RFC 3339 text to an aware datetime, refusing what pydantic would read loosely or truncate."""
+    if not isinstance(value, str):
+        return value  # pydantic reports the wrong type
+    if _RFC3339.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+        except ValueError:
+            raise PydanticCustomError(
+                "instant_value", "not a valid date and time (RFC 3339)"
+            ) from None
+    if re.search(r"\.\d{7,}", value):
+        raise PydanticCustomError(
+            "instant_precision", "more than microsecond precision (at most 6 fraction digits)"
+        )
+    raise PydanticCustomError(
+        "instant_format", "not an RFC 3339 timestamp with offset, e.g. 2026-01-31T09:00:00+01:00"
+    )
+
+
+def _instant_range(value: datetime) -> datetime:
+    if not EARLIEST <= value <= LATEST:
+        raise PydanticCustomError(
+            "instant_range",
+            "outside the ledger's range 1900-01-01T00:00:00Z .. 2199-12-31T23:59:59.999999Z",
+        )
+    return value
+
+
+def _no_controls(pattern: re.Pattern[str], allowed: str) -> Any:
+    def check(value: str) -> str:
+        if pattern.search(value):
+            raise PydanticCustomError("control_character", f"control characters {allowed}")
+        return value
+
+    return AfterValidator(check)
+
+
+Instant = Annotated[
+    AwareDatetime,
+    BeforeValidator(_instant_text),
+    AfterValidator(_instant_range),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": _RFC3339_PATTERN,
+            "description": "RFC 3339 with offset, at most 6 fraction digits, between "
+            "1900-01-01T00:00:00Z and 2199-12-31T23:59:59.999999Z once normalised to UTC.",
+        }
+    ),
+]
+Text = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS),
+    Field(json_schema_extra={"pattern": _TEXT_PATTERN}),
+    _no_controls(_TEXT_FORBIDDEN, "are not allowed (tab, CR and LF are)"),
+]
+Ident = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_IDENT_CHARS),
+    Field(json_schema_extra={"pattern": _IDENT_PATTERN}),
+    _no_controls(_IDENT_FORBIDDEN, "are not allowed in an identifier"),
+]
 
 
 class Channel(StrEnum):
@@ -73,7 +169,7 @@ class PromiseKind(StrEnum):
 class _Strict(BaseModel):
     # strict: no silent coercion ("true" is not a bool, 3.0 is not a severity); JSON strings still
     # parse into datetimes, UUIDs and enums because validation always starts from JSON.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class TouchpointRecorded(_Strict):
@@ -82,7 +178,7 @@ class TouchpointRecorded(_Strict):
     automated: bool
     purpose: Purpose
     outcome: Text | None = None
-    duration_s: Annotated[float, Field(ge=0)] | None = None
+    duration_s: Annotated[float, Field(ge=0, le=MAX_DURATION_S)] | None = None
 
 
 class PromiseMade(_Strict):
@@ -90,8 +186,8 @@ class PromiseMade(_Strict):
     made_by: Ident = Field(description="Team, agent or partner that made the promise.")
     channel: Channel
     kind: PromiseKind
-    due_at: AwareDatetime = Field(description="RFC 3339 with offset; not before occurred_at.")
-    weight: Annotated[float, Field(gt=0)] = 1.0
+    due_at: Instant = Field(description="RFC 3339 with offset; not before occurred_at.")
+    weight: Annotated[float, Field(gt=0, le=MAX_WEIGHT)] = 1.0
     description: Text | None = None
     on_behalf_of: Ident | None = None
 
@@ -110,7 +206,7 @@ class PromiseBroken(_Strict):
 
 class PromiseRenegotiated(_Strict):
     promise_id: Ident
-    new_due_at: AwareDatetime
+    new_due_at: Instant
     agreed_by_customer: bool = Field(
         description="false breaks the promise at occurred_at (a unilateral change)."
     )
@@ -122,7 +218,7 @@ class ComplaintFiled(_Strict):
     channel: Channel
     category: Ident
     severity: Annotated[int, Field(ge=1, le=5)]
-    promise_ids: list[Ident] = Field(default_factory=list)
+    promise_ids: list[Ident] = Field(default_factory=list, max_length=MAX_PROMISE_IDS)
     text: Text | None = None
 
 
@@ -140,7 +236,7 @@ class _Envelope(_Strict):
     event_id: UUID = Field(description="Publisher-assigned idempotency key, permanent.")
     schema_version: Literal[1] = 1
     customer_id: Ident = Field(description="Also the Kafka record key.")
-    occurred_at: AwareDatetime = Field(description="RFC 3339 with offset: when it happened.")
+    occurred_at: Instant = Field(description="RFC 3339 with offset: when it happened.")
     source: Ident = Field(description="The publishing service.")
 
 
@@ -216,18 +312,46 @@ ContractEvent = Annotated[
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(ContractEvent)
 
 
+def _canonical_value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return {name: _canonical_value(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, datetime):
+        return format_instant(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 1.0 and 1 are the same number: one canonical form
+    if isinstance(value, list | tuple):
+        return [_canonical_value(v) for v in value]
+    return value
+
+
+def canonical_body(model: BaseModel) -> dict[str, Any]:
+    """The body the ledger seals, built by the contract, not by a serializer.
+
+    Every field of the model appears (absent optional ones as ``null``, defaults filled in);
+    instants are ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; enums their value; the UUID lower-case with
+    hyphens; an integral number is an integer. So the body of a fact does not depend on how its
+    publisher spelled it (offset, ``1`` or ``1.0``, upper-case UUID), nor on pydantic's serializer.
+    """
+    body: dict[str, Any] = _canonical_value(model)
+    return body
+
+
 class ValidEvent:
     """A record that passed the contract, in canonical form.
 
-    ``body`` is the canonical dict (JSON types only, every default filled in) that the ledger seals;
-    two records are the same fact exactly when their bodies are equal.
+    ``body`` is the canonical dict (``canonical_body``) that the ledger seals; two records are the
+    same fact exactly when their bodies are equal.
     """
 
     __slots__ = ("body", "customer_id", "event_id", "occurred_at", "origin", "type")
 
     def __init__(self, model: _Envelope, origin: str = "") -> None:
         self.origin = origin
-        self.body: dict[str, Any] = model.model_dump(mode="json")
+        self.body: dict[str, Any] = canonical_body(model)
         self.event_id: str = self.body["event_id"]
         self.customer_id: str = model.customer_id
         self.type: str = self.body["type"]
@@ -254,7 +378,7 @@ def _problems(exc: ValidationError) -> list[FieldProblem]:
         elif err["type"] == "timezone_aware":
             reason = "timestamp must carry a UTC offset (RFC 3339), e.g. 2026-01-31T09:00:00+01:00"
         elif err["type"] == "json_invalid":
-            reason = f"not valid JSON ({err['msg']})"
+            reason = f"not valid JSON ({err['ctx']['error'] if 'ctx' in err else err['msg']})"
         elif err["type"] == "due_before_occurred":
             field = "data.due_at"
         elif err["type"] in ("model_type", "model_attributes_type") and not loc:
@@ -263,14 +387,63 @@ def _problems(exc: ValidationError) -> list[FieldProblem]:
     return problems
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r} in one object")
+            seen.add(key)
+    return obj
+
+
+def _strict_json_problem(raw: bytes) -> str | None:
+    """Why ``raw`` is not strict JSON (RFC 8259, no duplicate keys), or None when it is.
+
+    Compact JSON that orjson parses and writes back byte for byte has no duplicate key (a
+    repeated key would be written once) and no non-standard token: that is the fast path. Anything
+    else is parsed again by the standard library, which names the first problem.
+    """
+    if raw.startswith(_BOM):
+        return "starts with a UTF-8 byte order mark (U+FEFF); send plain UTF-8 JSON without it"
+    if len(raw) > MAX_RECORD_BYTES:
+        return f"record is {len(raw):,} bytes; the limit is {MAX_RECORD_BYTES:,}"
+    try:
+        if orjson.dumps(orjson.loads(raw)) == raw:
+            return None
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8 at byte {exc.start}"
+    try:
+        json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        return f"not valid JSON ({str(exc).splitlines()[0]})"
+    return None
+
+
 def parse_event(raw: bytes | str, origin: str) -> ValidEvent:
     """Validate one raw JSON record against the contract.
 
     Raises ``InvalidEventError`` naming ``origin`` and every failing field; never anything else
     for bad input.
     """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    problem = _strict_json_problem(data)
+    if problem is not None:
+        raise InvalidEventError(origin, [FieldProblem("(record)", problem)])
     try:
-        model = _ADAPTER.validate_json(raw)
+        model = _ADAPTER.validate_json(data)
     except ValidationError as exc:
         raise InvalidEventError(origin, _problems(exc)) from None
     return ValidEvent(model, origin)
