@@ -1,11 +1,21 @@
-"""``cxl verify``: recompute every customer's hash chain from the stored events.
+"""``cxl verify``: every stored byte of the ledger is accounted for.
 
-A chain verifies when, for each customer, seqs run 1, 2, 3… without gaps, each event's
-``prev_hash`` is the previous event's ``hash`` (genesis: 64 zeros), each stored ``hash`` equals the
-hash recomputed from the stored content, and each event sits in its own customer's stream. Any
-edit, deletion in the middle, reordering or transplant breaks it. Deleting a customer's *last*
-events leaves a shorter valid chain; ``head_digest`` (a digest over every chain head) is what an
-auditor records to detect that later.
+Each row of the events table, read in ledger order whatever its topic, must be exactly what sealing
+writes — the stored bytes are rebuilt from the hashed content and compared:
+
+- a customer's stream starts with one creation row (version 1, its ``customer_id`` naming the
+  stream's id, stamped with the instant of the first seal), followed by sealed events whose seqs
+  run 1, 2, 3… with the stream version one ahead;
+- each sealed event's ``hash`` equals the hash recomputed from its body, seq and ``recorded_at``
+  over the previous event's hash (``prev_hash``); its ``event_id`` copy equals the body's; the
+  library's ``timestamp`` equals ``recorded_at``;
+- ``recorded_at`` never decreases along a chain nor along the ledger order;
+- the event-id index holds exactly one row per sealed event, with its customer and content digest
+  (compared as a multiset digest, so memory does not grow with history).
+
+Any edit, insertion, deletion in the middle, reordering or transplant is reported with its position.
+Deleting a customer's *last* events leaves a shorter valid chain; ``head_digest`` (a digest over
+every chain head) is what an auditor records to detect that later.
 """
 
 from __future__ import annotations
@@ -13,11 +23,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from ledger.chain import GENESIS_HASH, seal_hash
-from ledger.errors import ChainBrokenError
-from ledger.relationship import relationship_id
-from ledger.store import LedgerStore
+import orjson
+
+from ledger.canonical import canonical_json
+from ledger.chain import GENESIS_HASH, content_digest, seal_hash
+from ledger.errors import ChainBrokenError, LedgerTamperedError
+from ledger.recorders import StoredRow
+from ledger.relationship import Relationship, relationship_id
+from ledger.store import CREATED_TOPIC, SEALED_TOPIC, LedgerStore
+
+_MODULUS = 2**256
+_DATETIME = "datetime_iso"
 
 
 @dataclass(frozen=True)
@@ -27,36 +46,169 @@ class VerifyReport:
     head_digest: str
 
 
+@dataclass
+class _Head:
+    customer_id: str
+    created_at: str
+    seq: int = 0
+    hash: str = GENESIS_HASH
+
+
+def _row_digest(event_id: str, customer_id: str, digest: str) -> int:
+    line = f"{event_id}\x00{customer_id}\x00{digest}".encode()
+    return int.from_bytes(hashlib.sha256(line).digest(), "big")
+
+
+def _timestamp(instant: str) -> dict[str, str]:
+    return {"_type_": _DATETIME, "_data_": datetime.fromisoformat(instant).isoformat()}
+
+
+class _Verifier:
+    def __init__(self) -> None:
+        self.heads: dict[str, _Head] = {}
+        self.events = 0
+        self.index_sum = 0
+        self.last_recorded_at = ""
+
+    def row(self, row: StoredRow) -> None:
+        try:
+            state: Any = orjson.loads(row.state)
+        except orjson.JSONDecodeError:
+            raise LedgerTamperedError(row.position, "stored state is not JSON") from None
+        if not isinstance(state, dict):
+            raise LedgerTamperedError(row.position, "stored state is not a JSON object")
+        if row.topic == CREATED_TOPIC:
+            self._created(row, state)
+        elif row.topic == SEALED_TOPIC:
+            self._sealed(row, state)
+        else:
+            raise LedgerTamperedError(row.position, f"unknown topic {row.topic!r}")
+
+    def _created(self, row: StoredRow, state: dict[str, Any]) -> None:
+        customer_id = state.get("customer_id")
+        if not isinstance(customer_id, str):
+            raise LedgerTamperedError(row.position, "creation row names no customer")
+        if row.originator_id != relationship_id(customer_id).hex:
+            raise LedgerTamperedError(
+                row.position, f"creation row of {customer_id!r} is in another customer's stream"
+            )
+        if row.originator_version != 1 or row.originator_id in self.heads:
+            raise LedgerTamperedError(
+                row.position, f"second creation row for customer {customer_id!r}"
+            )
+        created_at = (state.get("timestamp") or {}).get("_data_", "")
+        expected = {
+            "timestamp": {"_type_": _DATETIME, "_data_": created_at},
+            "originator_topic": Relationship.TOPIC,
+            "customer_id": customer_id,
+        }
+        if orjson.dumps(expected) != row.state:
+            raise LedgerTamperedError(
+                row.position, f"creation row of {customer_id!r} differs from what sealing writes"
+            )
+        self.heads[row.originator_id] = _Head(customer_id, created_at)
+
+    def _sealed(self, row: StoredRow, state: dict[str, Any]) -> None:
+        head = self.heads.get(row.originator_id)
+        if head is None:
+            raise LedgerTamperedError(
+                row.position, "sealed event in a stream with no creation row before it"
+            )
+        try:
+            body = state["body"]
+            seq, prev_hash, hash_ = state["seq"], state["prev_hash"], state["hash"]
+            recorded_at = state["recorded_at"]
+            canonical = canonical_json(body)
+            stored_body = orjson.loads(canonical)
+            expected: dict[str, Any] = {
+                "timestamp": _timestamp(recorded_at),
+                "event_id": body["event_id"],
+                "body": stored_body,
+                "seq": seq,
+                "prev_hash": prev_hash,
+                "hash": hash_,
+                "recorded_at": recorded_at,
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LedgerTamperedError(
+                row.position, f"sealed event is missing or mangles a field ({exc})"
+            ) from None
+        customer = head.customer_id
+        if body.get("customer_id") != customer:
+            raise ChainBrokenError(
+                customer, seq, "customer_id", customer, str(body.get("customer_id"))
+            )
+        if seq != head.seq + 1 or row.originator_version != seq + 1:
+            raise ChainBrokenError(customer, seq, "seq", str(head.seq + 1), str(seq))
+        if prev_hash != head.hash:
+            raise ChainBrokenError(customer, seq, "prev_hash", head.hash, str(prev_hash))
+        recomputed = seal_hash(prev_hash, canonical, seq, recorded_at)
+        if recomputed != hash_:
+            raise ChainBrokenError(customer, seq, "hash", recomputed, str(hash_))
+        if seq == 1 and _timestamp(recorded_at)["_data_"] != head.created_at:
+            raise ChainBrokenError(
+                customer,
+                seq,
+                "creation instant",
+                _timestamp(recorded_at)["_data_"],
+                head.created_at,
+            )
+        if recorded_at < self.last_recorded_at:
+            raise ChainBrokenError(
+                customer,
+                seq,
+                "recorded_at (runs backwards)",
+                f">= {self.last_recorded_at}",
+                recorded_at,
+            )
+        if orjson.dumps(expected) != row.state:
+            raise LedgerTamperedError(
+                row.position,
+                f"customer {customer!r} seq {seq}: stored bytes differ from what sealing writes "
+                "(a field outside the hash was edited)",
+            )
+        self.last_recorded_at = recorded_at
+        head.seq, head.hash = seq, hash_
+        self.index_sum = (
+            self.index_sum + _row_digest(body["event_id"], customer, content_digest(canonical))
+        ) % _MODULUS
+        self.events += 1
+
+    def finish(self, store: LedgerStore) -> VerifyReport:
+        for head in self.heads.values():
+            if head.seq == 0:
+                raise LedgerTamperedError(
+                    None, f"customer {head.customer_id!r} has a creation row but no sealed event"
+                )
+        index_sum = 0
+        index_rows = 0
+        for page in store.event_id_rows():
+            for event_id, customer_id, digest in page:
+                index_sum = (index_sum + _row_digest(event_id, customer_id, digest)) % _MODULUS
+            index_rows += len(page)
+        if index_rows != self.events or index_sum != self.index_sum:
+            raise LedgerTamperedError(
+                None,
+                f"the event-id index ({index_rows:,} rows) does not match the "
+                f"{self.events:,} sealed events (a row was edited, added or removed)",
+            )
+        heads = hashlib.sha256()
+        for head in sorted(self.heads.values(), key=lambda h: h.customer_id):
+            heads.update(f"{head.customer_id}\x00{head.seq}\x00{head.hash}\n".encode())
+        return VerifyReport(
+            events=self.events, customers=len(self.heads), head_digest=heads.hexdigest()
+        )
+
+
 def verify_chains(
     store: LedgerStore, on_progress: Callable[[int], None] | None = None
 ) -> VerifyReport:
-    """Return totals when every chain verifies; raise ``ChainBrokenError`` at the first break."""
-    heads: dict[str, tuple[int, str]] = {}
-    events = 0
-    for page in store.read():
-        for e in page:
-            last_seq, last_hash = heads.get(e.customer_id, (0, GENESIS_HASH))
-            if e.stream_id != relationship_id(e.customer_id):
-                raise ChainBrokenError(
-                    e.customer_id,
-                    e.seq,
-                    "stream",
-                    str(relationship_id(e.customer_id)),
-                    str(e.stream_id),
-                )
-            if e.seq != last_seq + 1 or e.stream_version != e.seq + 1:
-                raise ChainBrokenError(e.customer_id, e.seq, "seq", str(last_seq + 1), str(e.seq))
-            if e.prev_hash != last_hash:
-                raise ChainBrokenError(e.customer_id, e.seq, "prev_hash", last_hash, e.prev_hash)
-            expected = seal_hash(e.prev_hash, e.body, e.seq, e.recorded_at)
-            if expected != e.hash:
-                raise ChainBrokenError(e.customer_id, e.seq, "hash", expected, e.hash)
-            heads[e.customer_id] = (e.seq, e.hash)
-        events += len(page)
+    """Return totals when every stored byte checks out; raise at the first that does not
+    (``ChainBrokenError`` or ``LedgerTamperedError``, exit code 4)."""
+    verifier = _Verifier()
+    for page in store.rows():
+        for row in page:
+            verifier.row(row)
         if on_progress is not None:
-            on_progress(events)
-    digest = hashlib.sha256()
-    for customer in sorted(heads):
-        seq, head = heads[customer]
-        digest.update(f"{customer}\x00{seq}\x00{head}\n".encode())
-    return VerifyReport(events=events, customers=len(heads), head_digest=digest.hexdigest())
+            on_progress(verifier.events)
+    return verifier.finish(store)

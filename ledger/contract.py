@@ -51,12 +51,9 @@ MAX_DURATION_S = 1e7
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})"
-)
-_RFC3339_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
-)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
+_NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+_RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 _IDENT_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
 _TEXT_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _IDENT_PATTERN = r"^[^\u0000-\u001f\u007f]*$"
@@ -74,6 +71,11 @@ def _instant_text(value: Any) -> Any:
             raise PydanticCustomError(
                 "instant_value", "not a valid date and time (RFC 3339)"
             ) from None
+    if _NAIVE.fullmatch(value):
+        raise PydanticCustomError(
+            "timezone_aware",
+            "timestamp must carry a UTC offset (RFC 3339), e.g. 2026-01-31T09:00:00+01:00",
+        )
     if re.search(r"\.\d{7,}", value):
         raise PydanticCustomError(
             "instant_precision", "more than microsecond precision (at most 6 fraction digits)"

@@ -76,6 +76,21 @@ class ChainBrokenError(CxlError):
         )
 
 
+class LedgerTamperedError(CxlError):
+    """A stored row of the ledger is not what sealing wrote: edited, inserted, removed or reordered.
+
+    ``position`` is the row's place in the ledger order (``None`` for the event-id index).
+    """
+
+    exit_code = 4
+
+    def __init__(self, position: int | None, what: str) -> None:
+        self.position = position
+        self.what = what
+        where = "event-id index" if position is None else f"ledger position {position}"
+        super().__init__(f"ledger altered at {where}: {what}")
+
+
 class BrokerUnavailableError(CxlError):
     """No Kafka broker answers at the configured address, or the embedded one cannot start."""
 

@@ -1,9 +1,9 @@
 """The Relationship aggregate: one customer's sealed, hash-chained stream of facts.
 
-It decides three things about each valid inbound event: is it new, a duplicate (same ``event_id``,
-same content: counted, not sealed) or a conflict (same ``event_id``, different content: refused);
-which ``seq`` and ``prev_hash`` seal it; and whether, given what the ledger knows so far, it is an
-anomaly (out of order or contradictory). Anomalies are still sealed: facts are facts.
+It decides, for each new fact, which ``seq`` and ``prev_hash`` seal it and whether, given what the
+ledger knows so far, it is an anomaly (out of order or contradictory). Anomalies are still sealed:
+facts are facts. Whether a fact is new at all (``event_id`` dedupe) is the store's decision, made
+against its global index of event ids.
 
 The decision lives in the command (``seal``); the event's ``apply`` only updates state, so replaying
 stored events never re-decides anything.
@@ -12,27 +12,19 @@ stored events never re-decides anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from ledger.chain import GENESIS_HASH, content_digest, seal_hash
-from ledger.contract import ValidEvent
+from ledger.chain import GENESIS_HASH, seal_hash
 
 _NAMESPACE = UUID("5b0c6f0e-3f4e-4c59-9d7e-6b8f1d6f2a10")
 
 
 def relationship_id(customer_id: str) -> UUID:
     return uuid5(_NAMESPACE, customer_id)
-
-
-class SealOutcome(StrEnum):
-    SEALED = "sealed"
-    DUPLICATE = "duplicate"
-    CONFLICT = "conflict"
 
 
 @dataclass
@@ -44,14 +36,17 @@ class _PromiseFacts:
 
 @dataclass
 class SealResult:
-    outcome: SealOutcome
-    seq: int | None = None
+    seq: int
     anomalies: list[str] = field(default_factory=list)
 
 
 class Relationship(Aggregate):
     """Aggregate id is ``relationship_id(customer_id)``, a name-based UUID: stable across processes
-    and backends, so any writer finds a customer's stream without a lookup table."""
+    and backends, so any writer finds a customer's stream without a lookup table.
+
+    Every stored event's ``timestamp`` (the library's own field) is the seal instant
+    ``recorded_at`` of its transaction, so that ``cxl verify`` can account for it.
+    """
 
     TOPIC = "cxl:Relationship"
 
@@ -67,55 +62,50 @@ class Relationship(Aggregate):
         TOPIC = "cxl:Relationship.EventSealed.v1"
         event_id: str
         body: dict[str, Any]
-        digest: str
         seq: int
         prev_hash: str
         hash: str
         recorded_at: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate._note_sealed(self.event_id, self.digest, self.body, self.seq, self.hash)
+            aggregate._note_sealed(self.body, self.seq, self.hash)
 
     @staticmethod
     def create_id(customer_id: str) -> UUID:
         return relationship_id(customer_id)
 
+    @classmethod
+    def open(cls, customer_id: str, at: datetime) -> Relationship:
+        """A new relationship whose creation is stamped with the seal instant ``at``."""
+        relationship: Relationship = cls._create(cls.Created, customer_id=customer_id, timestamp=at)
+        return relationship
+
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
         self.last_seq = 0
         self.head_hash = GENESIS_HASH
-        self._digests: dict[str, str] = {}
         self._promises: dict[str, _PromiseFacts] = {}
         self._complaints: set[str] = set()
 
-    def seal(self, event: ValidEvent, recorded_at: str | None = None) -> SealResult:
-        """Seal ``event`` onto this stream unless it is a duplicate or a conflicting reuse.
-
-        ``recorded_at`` (ISO 8601, UTC) defaults to now; a writer passes one instant per transaction.
-        """
-        digest = content_digest(event.body)
-        known = self._digests.get(event.event_id)
-        if known is not None:
-            return SealResult(SealOutcome.DUPLICATE if known == digest else SealOutcome.CONFLICT)
-        anomalies = self._anomalies_of(event.body)
+    def seal(
+        self, body: dict[str, Any], body_bytes: bytes, recorded_at: str, at: datetime
+    ) -> SealResult:
+        """Append the canonical ``body`` (whose canonical bytes are ``body_bytes``) to the chain."""
+        anomalies = self._anomalies_of(body)
         seq = self.last_seq + 1
-        stamp = recorded_at or datetime.now(UTC).isoformat()
         self.trigger_event(
             self.EventSealed,
-            event_id=event.event_id,
-            body=event.body,
-            digest=digest,
+            timestamp=at,
+            event_id=body["event_id"],
+            body=body,
             seq=seq,
             prev_hash=self.head_hash,
-            hash=seal_hash(self.head_hash, event.body, seq, stamp),
-            recorded_at=stamp,
+            hash=seal_hash(self.head_hash, body_bytes, seq, recorded_at),
+            recorded_at=recorded_at,
         )
-        return SealResult(SealOutcome.SEALED, seq, anomalies)
+        return SealResult(seq, anomalies)
 
-    def _note_sealed(
-        self, event_id: str, digest: str, body: dict[str, Any], seq: int, hash_: str
-    ) -> None:
-        self._digests[event_id] = digest
+    def _note_sealed(self, body: dict[str, Any], seq: int, hash_: str) -> None:
         self.last_seq = seq
         self.head_hash = hash_
         data = body["data"]

@@ -1,23 +1,29 @@
 """The ledger store: sealed Relationship streams on eventsourcing, SQLite by default, PostgreSQL at scale.
 
 Contract:
-- ``seal(events, tracking)`` seals a batch of valid events for many customers in **one**
-  transaction, together with the consumed source position (``tracking``) when there is one. Either
-  all of it is recorded or none of it, so a crash anywhere neither loses nor duplicates.
+- ``seal(events, tracking, mark=…)`` seals a batch of valid events for many customers in **one**
+  transaction, together with the consumed source position (``tracking``) and the fingerprint of the
+  record there (``mark``) when there is one. Either all of it is recorded or none of it, so a crash
+  anywhere neither loses nor duplicates.
+- ``event_id`` is global and permanent: an id already sealed — for any customer, by any writer — is
+  a duplicate when the content is identical and a conflict (refused, with a reason) otherwise.
 - Recording a position that is already recorded raises nothing and seals nothing: the batch was
   done before (a redelivery). ``position(name)`` is the last recorded position, ``None`` if none.
 - The notification log (``read``) yields every sealed event once, in the global order they were
-  recorded; that order is what the relay and the projections follow. Within one transaction the
-  events are grouped by customer, each customer's in arrival order.
+  recorded; that order is what the relay and the projections follow, and ``recorded_at`` never
+  decreases along it. Within one transaction the events are grouped by customer, each customer's in
+  arrival order.
 
-The writer keeps hot per-customer state (chain head, seen event ids) in memory as cached
-Relationship aggregates. Several writers may share a store when they own disjoint customers (ingest
-workers own disjoint partitions); if two ever append to the same stream, the loser of the race
-re-reads it and retries (``CONFLICT_RETRIES``).
+The writer keeps hot per-customer state (chain head, facts for anomalies) in memory as cached
+Relationship aggregates; everything that must be true of the whole store (event ids, the last seal
+instant) is read inside the sealing transaction, which holds the store's write lock. Several
+writers may share a store; if two ever append to the same stream, the loser of the race re-reads it
+and retries (``CONFLICT_RETRIES``).
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,29 +37,52 @@ import orjson
 from eventsourcing.application import Application
 from eventsourcing.persistence import (
     IntegrityError,
+    InterfaceError,
     Notification,
+    OperationalError,
     PersistenceError,
-    ProcessRecorder,
     StoredEvent,
     Tracking,
     Transcoder,
 )
+from eventsourcing.utils import Environment, EnvType
 
+from ledger.canonical import format_instant
+from ledger.chain import body_bytes, content_digest
 from ledger.contract import ValidEvent
 from ledger.errors import ConfigError, StoreError
-from ledger.relationship import Relationship, SealOutcome, relationship_id
+from ledger.recorders import (
+    KnownEvent,
+    LedgerRecorder,
+    SealingTransaction,
+    SourceMark,
+    StoredRow,
+)
+from ledger.relationship import Relationship, relationship_id
 from ledger.transcoder import OrjsonTranscoder
 
 SEALED_TOPIC = Relationship.EventSealed.TOPIC
+CREATED_TOPIC = Relationship.Created.TOPIC
 CONFLICT_RETRIES = 3
+CONNECTION_RETRIES = 10
+REUSED_ID = "event_id reused with different content"
 
 
 class LedgerApplication(Application[UUID]):
-    """eventsourcing application whose recorder also records source positions (tracking)."""
+    """eventsourcing application whose recorder also records source positions (tracking).
+
+    Its configuration is exactly the dict it is given: the library would otherwise read its own
+    variables from the process environment (``CXL_COMPRESSOR_TOPIC``, ``CIPHER_TOPIC``,
+    ``PERSISTENCE_MODULE``…) and silently change what is stored. The ledger stores plain JSON,
+    neither compressed nor encrypted by the library.
+    """
 
     name = "cxl"
 
-    def construct_recorder(self) -> ProcessRecorder:
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        return Environment(name, dict(env or {}))
+
+    def construct_recorder(self) -> Any:
         return self.factory.process_recorder()
 
     def construct_transcoder(self) -> Transcoder:
@@ -113,6 +142,7 @@ def _environment(url: str) -> dict[str, str]:
             )
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PROCESS_RECORDER_TOPIC": "ledger.recorders:PostgresLedgerRecorder",
             "POSTGRES_DBNAME": unquote(dbname),
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(parts.port or 5432),
@@ -127,11 +157,17 @@ def _environment(url: str) -> dict[str, str]:
             env["POSTGRES_SCHEMA"] = schema[0]
         return env
     path = Path(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"CXL_STORE {url}: not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"CXL_STORE {url}: cannot create its directory ({exc.strerror})") from exc
     # Several ingest workers may share one SQLite file: a writer waits for the lock (seconds at
     # most, each transaction being one batch) rather than failing at once.
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "PROCESS_RECORDER_TOPIC": "ledger.recorders:SQLiteLedgerRecorder",
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": "60",
     }
@@ -140,8 +176,15 @@ def _environment(url: str) -> dict[str, str]:
 class LedgerStore:
     """Seals validated events into per-customer hash chains and reads them back in ledger order."""
 
-    def __init__(self, url: str, *, cache_size: int = 200_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_size: int = 200_000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.url = url
+        self._clock = clock
         env = _environment(url)
         if "POSTGRES_SCHEMA" in env:
             _create_postgres_schema(env)
@@ -149,10 +192,26 @@ class LedgerStore:
             self._app = LedgerApplication(env=env)
         except PersistenceError as exc:
             raise StoreError(f"cannot open the ledger store {_redact(url)}: {exc}") from exc
-        self._recorder: ProcessRecorder = self._app.recorder  # type: ignore[assignment]
+        self.recorder: LedgerRecorder = self._app.recorder  # type: ignore[assignment]
         self._cache: OrderedDict[str, Relationship] = OrderedDict()
         self._cache_size = cache_size
-        self._is_postgres = env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+        self._check_plain_json()
+
+    def _check_plain_json(self) -> None:
+        """Refuse a store whose events were written compressed or encrypted (by the library's
+        own settings): the ledger could neither verify nor project them."""
+        try:
+            first = self.recorder.rows(1, 1)
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read the ledger store {_redact(self.url)}: {exc}") from exc
+        if first:
+            try:
+                orjson.loads(first[0].state)
+            except orjson.JSONDecodeError:
+                raise StoreError(
+                    f"the ledger store {_redact(self.url)} holds events that are not plain JSON "
+                    "(written with a compressor or cipher?); cx-ledger cannot read or verify it"
+                ) from None
 
     def close(self) -> None:
         self._app.close()
@@ -170,28 +229,40 @@ class LedgerStore:
         events: Iterable[ValidEvent],
         tracking: Tracking | None = None,
         before_commit: Callable[[SealReport], None] | None = None,
+        *,
+        mark: str | None = None,
     ) -> SealReport:
         """Seal ``events`` (any customers, in arrival order) and record ``tracking`` atomically.
 
-        ``before_commit`` sees the decisions (what is sealed, duplicate, refused) before anything is
-        written; if it raises, nothing is written. Ingest uses it to dead-letter refusals first, so
-        a crash can duplicate a dead letter but never lose one.
+        ``mark`` is the fingerprint of the source record at ``tracking``'s position, kept so that a
+        replaced source log can be recognised (``source_mark``). ``before_commit`` sees the
+        decisions (what is sealed, duplicate, refused) before anything is written; if it raises,
+        nothing is written. Ingest uses it to dead-letter refusals first, so a crash can duplicate
+        a dead letter but never lose one.
         """
         events = list(events)
-        for attempt in range(1, CONFLICT_RETRIES + 1):
+        conflicts = 0
+        for attempt in range(1, CONNECTION_RETRIES + 1):
             try:
-                return self._seal_once(events, tracking, before_commit)
+                return self._seal_once(events, tracking, before_commit, mark)
             except IntegrityError as exc:
-                if tracking is not None and self.has_position(tracking):
-                    return SealReport(already_done=True)
                 # Another writer appended to one of these streams first (a second ingest worker
                 # given a customer's events on another partition). The touched aggregates were
                 # evicted, so the retry continues their chains from what is now stored.
-                if attempt == CONFLICT_RETRIES:
+                conflicts += 1
+                if conflicts == CONFLICT_RETRIES:
                     raise StoreError(
                         f"the ledger store kept changing under this writer ({exc}); are several "
                         "ingests sharing partitions? Publishers must key events by customer_id."
                     ) from exc
+            except (OperationalError, InterfaceError) as exc:
+                # A lost connection (a restarted or terminated database session) rolled the
+                # transaction back: nothing was written, so the same batch is tried again.
+                if attempt == CONNECTION_RETRIES:
+                    raise StoreError(
+                        f"could not write the ledger store {_redact(self.url)}: {exc}"
+                    ) from exc
+                time.sleep(min(2.0, 0.1 * 2**attempt))
         raise AssertionError("unreachable")
 
     def _seal_once(
@@ -199,42 +270,59 @@ class LedgerStore:
         events: list[ValidEvent],
         tracking: Tracking | None,
         before_commit: Callable[[SealReport], None] | None,
+        mark: str | None,
     ) -> SealReport:
         report = SealReport()
-        if tracking is not None and self.has_position(tracking):
-            report.already_done = True
-            return report
         touched: dict[str, Relationship] = {}
-        recorded_at = datetime.now(UTC).isoformat()
         try:
-            self._load_missing({e.customer_id for e in events})
-            for event in events:
-                relationship = touched.get(event.customer_id) or self._relationship(
-                    event.customer_id
-                )
-                touched[event.customer_id] = relationship
-                result = relationship.seal(event, recorded_at)
-                if result.outcome is SealOutcome.SEALED:
+            with self.recorder.sealing() as tx:
+                if tracking is not None and tx.has_tracking(tracking):
+                    report.already_done = True
+                    return report
+                at = self._seal_instant(tx)
+                recorded_at = format_instant(at)
+                known = tx.known_events(list({e.event_id for e in events}))
+                self._load_missing(tx, {e.customer_id for e in events})
+                id_rows: list[tuple[str, str, str]] = []
+                for event in events:
+                    canonical = body_bytes(event.body)
+                    digest = content_digest(canonical)
+                    seen = known.get(event.event_id)
+                    if seen is not None:
+                        if seen.digest == digest:
+                            report.duplicates += 1
+                        else:
+                            report.rejected.append(Rejection(event, REUSED_ID))
+                        continue
+                    known[event.event_id] = KnownEvent(event.customer_id, digest)
+                    relationship = touched.get(event.customer_id)
+                    if relationship is None:
+                        relationship = self._cache.get(event.customer_id) or Relationship.open(
+                            event.customer_id, at
+                        )
+                        touched[event.customer_id] = relationship
+                    # Stored with its keys in canonical order, so that verify can rebuild the
+                    # stored bytes exactly from the hashed content.
+                    stored_body = orjson.loads(canonical)
+                    result = relationship.seal(stored_body, canonical, recorded_at, at)
+                    id_rows.append((event.event_id, event.customer_id, digest))
                     report.sealed += 1
                     for name in result.anomalies:
                         report.anomalies[name] = report.anomalies.get(name, 0) + 1
-                elif result.outcome is SealOutcome.DUPLICATE:
-                    report.duplicates += 1
-                else:
-                    report.rejected.append(
-                        Rejection(event, "event_id reused with different content")
+                if before_commit is not None:
+                    before_commit(report)
+                to_stored = self._app.mapper.to_stored_event
+                stored = [to_stored(e) for r in touched.values() for e in r.collect_events()]
+                if stored or tracking is not None:
+                    mark_row = (
+                        None
+                        if tracking is None or mark is None
+                        else (tracking.application_name, tracking.notification_id, mark)
                     )
-            if before_commit is not None:
-                before_commit(report)
-            to_stored = self._app.mapper.to_stored_event
-            stored = [to_stored(e) for r in touched.values() for e in r.collect_events()]
-            if stored or tracking is not None:
-                # The recorder directly, not EventStore.put: put() builds a Recording and a
-                # Notification object per event that nobody here reads (a fifth of sealing time).
-                self._recorder.insert_events(stored, tracking=tracking)
+                    tx.insert(stored, tracking=tracking, event_ids=id_rows, mark=mark_row)
         except PersistenceError as exc:
             self._evict(touched)
-            if isinstance(exc, IntegrityError):
+            if isinstance(exc, IntegrityError | OperationalError | InterfaceError):
                 raise
             raise StoreError(
                 f"could not write the ledger store {_redact(self.url)}: {exc}"
@@ -242,71 +330,51 @@ class LedgerStore:
         except BaseException:
             self._evict(touched)
             raise
+        for customer_id, relationship in touched.items():
+            self._remember(customer_id, relationship)
         return report
 
-    def record_position(self, tracking: Tracking) -> None:
-        """Record a source position with nothing to seal (e.g. a batch of rejects only)."""
-        self.seal((), tracking)
+    def _seal_instant(self, tx: SealingTransaction) -> datetime:
+        """Now, or the store's last seal instant if this clock is behind it: never earlier."""
+        now = self._clock()
+        last = tx.last_state()
+        if last is None:
+            return now
+        previous = datetime.fromisoformat(orjson.loads(last)["recorded_at"])
+        return max(now, previous)
 
-    def _relationship(self, customer_id: str) -> Relationship:
-        if customer_id not in self._cache:
-            self._load_missing({customer_id})
-        self._cache.move_to_end(customer_id)
-        return self._cache[customer_id]
+    def record_position(self, tracking: Tracking, mark: str | None = None) -> None:
+        """Record a source position with nothing to seal (e.g. a batch of rejects only)."""
+        self.seal((), tracking, mark=mark)
 
     def _remember(self, customer_id: str, relationship: Relationship) -> None:
         self._cache[customer_id] = relationship
+        self._cache.move_to_end(customer_id)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    def _load_missing(self, customer_ids: set[str]) -> None:
-        """Load the streams of uncached customers with one query per 500, not one each.
-
-        Per-customer repository lookups dominated sealing time when most customers in a batch
-        were new to the writer.
-        """
-        missing = [c for c in customer_ids if c not in self._cache]
-        for start in range(0, len(missing), 500):
-            chunk = {relationship_id(c): c for c in missing[start : start + 500]}
-            streams: dict[UUID, list[StoredEvent]] = {}
-            for stored in self._select_streams(list(chunk)):
-                streams.setdefault(stored.originator_id, []).append(stored)  # type: ignore[arg-type]
-            for rid, customer_id in chunk.items():
-                relationship: Any = None
-                for stored in streams.get(rid, ()):
-                    event: Any = self._app.mapper.to_domain_event(stored)
-                    relationship = event.mutate(relationship)
-                self._remember(customer_id, relationship or Relationship(customer_id=customer_id))
-
-    def _select_streams(self, ids: list[UUID]) -> list[StoredEvent]:
-        recorder: Any = self._recorder
-        table = recorder.events_table_name
-        columns = "originator_id, originator_version, topic, state"
-        if self._is_postgres:
-            statement = (
-                f'SELECT {columns} FROM "{recorder.datastore.schema}"."{table}" '
-                "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-            )
-            params: list[Any] = [ids]
-        else:
-            marks = ",".join("?" * len(ids))
-            statement = (
-                f"SELECT {columns} FROM {table} WHERE originator_id IN ({marks}) "
-                "ORDER BY originator_id, originator_version"
-            )
-            params = [i.hex for i in ids]
-        with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(statement, params)
-            rows = cursor.fetchall()
-        return [
-            StoredEvent(
-                originator_id=r["originator_id"] if self._is_postgres else UUID(r["originator_id"]),
-                originator_version=r["originator_version"],
-                topic=r["topic"],
-                state=bytes(r["state"]),
-            )
-            for r in rows
-        ]
+    def _load_missing(self, tx: SealingTransaction, customer_ids: set[str]) -> None:
+        """Load the streams of uncached customers in one query per 500, inside the transaction."""
+        missing = {relationship_id(c): c for c in customer_ids if c not in self._cache}
+        if not missing:
+            return
+        streams: dict[UUID, list[StoredEvent]] = {}
+        for stored in tx.streams(list(missing)):
+            streams.setdefault(stored.originator_id, []).append(stored)  # type: ignore[arg-type]
+        for rid, stored_events in streams.items():
+            versions = [s.originator_version for s in stored_events]
+            if stored_events[0].topic != CREATED_TOPIC or versions != list(
+                range(1, len(versions) + 1)
+            ):
+                raise StoreError(
+                    f"the stream of customer {missing[rid]!r} in {_redact(self.url)} does not "
+                    "start with its creation event or has gaps; run `cxl verify`"
+                )
+            relationship: Any = None
+            for stored in stored_events:
+                event: Any = self._app.mapper.to_domain_event(stored)
+                relationship = event.mutate(relationship)
+            self._remember(missing[rid], relationship)
 
     def _evict(self, relationships: dict[str, Relationship]) -> None:
         for customer_id in relationships:
@@ -316,7 +384,11 @@ class LedgerStore:
 
     def position(self, name: str) -> int | None:
         """Last recorded position for a tracked source; ``None`` when nothing was recorded."""
-        return self._recorder.max_tracking_id(name)
+        return self.recorder.max_tracking_id(name)
+
+    def source_mark(self, name: str) -> SourceMark | None:
+        """The last recorded position of ``name`` with the fingerprint of the record there."""
+        return self.recorder.source_mark(name)
 
     def has_position(self, tracking: Tracking) -> bool:
         current = self.position(tracking.application_name)
@@ -325,7 +397,20 @@ class LedgerStore:
     # -- reading -------------------------------------------------------------------------------
 
     def max_position(self) -> int:
-        return self._recorder.max_notification_id() or 0
+        return self.recorder.max_notification_id() or 0
+
+    def rows(self, start: int = 1, *, page: int = 5000) -> Iterator[list[StoredRow]]:
+        """Every stored row, whatever its topic, in ledger order: what ``cxl verify`` reads."""
+        while rows := self.recorder.rows(start, page):
+            yield rows
+            start = rows[-1].position + 1
+
+    def event_id_rows(self, *, page: int = 10_000) -> Iterator[list[tuple[str, str, str]]]:
+        """The event-id index, (event_id, customer_id, digest) in pages."""
+        after = ""
+        while rows := self.recorder.event_id_rows(after, page):
+            yield rows
+            after = rows[-1][0]
 
     def read(
         self, start: int = 1, *, stop: int | None = None, page: int = 5000
@@ -349,7 +434,7 @@ class LedgerStore:
 
     def _pages(self, start: int, stop: int | None, page: int) -> Iterator[Sequence[Notification]]:
         while True:
-            notifications = self._recorder.select_notifications(
+            notifications = self.recorder.select_notifications(
                 start, page, stop=stop, topics=(SEALED_TOPIC,)
             )
             if not notifications:
@@ -361,7 +446,7 @@ class LedgerStore:
 
     def stream(self, customer_id: str) -> list[SealedEvent]:
         """One customer's sealed events in seq order."""
-        stored = self._recorder.select_events(relationship_id(customer_id))
+        stored = self.recorder.select_events(relationship_id(customer_id))
         return [
             _decode(0, s.originator_id, s.originator_version, s.state)
             for s in stored

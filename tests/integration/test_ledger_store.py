@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from eventsourcing.persistence import Tracking
 
 from ledger.contract import parse_event
+from ledger.errors import StoreError
 from ledger.store import LedgerStore, SealReport
 from tests.events import event_dict, raw, valid
 
@@ -99,3 +102,61 @@ def test_a_writer_that_lost_a_race_rereads_the_stream_and_retries(store_url: str
         from ledger.audit import verify_chains
 
         assert verify_chains(first).events == 3
+
+
+def test_an_event_id_reused_under_another_customer_is_a_conflict(store_url: str) -> None:
+    event = event_dict(customer_id="alice")
+    elsewhere = {**event, "customer_id": "bob"}
+    with LedgerStore(store_url) as first:
+        first.seal([parse_event(raw(event), "a")])
+    with LedgerStore(store_url) as second:  # another writer, nothing cached
+        report = second.seal([parse_event(raw(elsewhere), "b")])
+        assert report.sealed == 0
+        assert [r.reason for r in report.rejected] == ["event_id reused with different content"]
+        assert second.stream("bob") == []
+        assert [e.event_id for page in second.read() for e in page] == [event["event_id"]]
+
+
+def test_an_event_id_repeated_within_one_batch_is_sealed_once(store: LedgerStore) -> None:
+    event = event_dict(customer_id="alice")
+    elsewhere = {**event, "customer_id": "bob"}
+    report = store.seal(
+        [
+            parse_event(raw(event), "a"),
+            parse_event(raw(event), "b"),
+            parse_event(raw(elsewhere), "c"),
+        ]
+    )
+    assert (report.sealed, report.duplicates, len(report.rejected)) == (1, 1, 1)
+
+
+def test_library_settings_in_the_environment_change_nothing(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CXL_COMPRESSOR_TOPIC", "eventsourcing.compressor:ZlibCompressor")
+    monkeypatch.setenv("COMPRESSOR_TOPIC", "eventsourcing.compressor:ZlibCompressor")
+    monkeypatch.setenv("CXL_PERSISTENCE_MODULE", "eventsourcing.popo")
+    with LedgerStore(store_url) as store:
+        store.seal([valid(customer_id="c1")])
+        rows = [row for page in store.rows() for row in page]
+    assert len(rows) == 2
+    assert all(row.state.startswith(b"{") for row in rows)
+
+
+def test_a_store_written_compressed_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate
+
+    path = tmp_path / "compressed.sqlite"
+    foreign = Application(
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(path),
+            "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
+        }
+    )
+    foreign.save(Aggregate())
+    foreign.close()
+    with pytest.raises(StoreError) as caught:
+        LedgerStore(str(path))
+    assert "not plain JSON" in str(caught.value)

@@ -1,0 +1,184 @@
+"""Every stored byte of a sealed event is inside its hash or checked by ``cxl verify``.
+
+Each test edits one thing in a real SQLite store, the way someone with write access to the file
+could, and ``verify`` must report it (one line, exit code 4 through the CLI).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ledger.audit import verify_chains
+from ledger.errors import CxlError
+from ledger.settings import Settings
+from ledger.store import LedgerStore
+from tests.events import valid
+from tests.integration.conftest import cxl_env, run_cxl
+
+
+def _sealed_store(path: Path) -> None:
+    with LedgerStore(str(path)) as store:
+        store.seal(
+            [
+                valid(customer_id="c1", promise_id="p1", description="call back tomorrow"),
+                valid("promise.kept", customer_id="c1", promise_id="p1", fraction=0.5),
+                valid("complaint.filed", customer_id="c2", promise_ids=["p9"], text="late"),
+            ]
+        )
+        store.seal([valid("touchpoint.recorded", customer_id="c2", duration_s=12.5)])
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))
+    elif isinstance(value, list) and value:
+        for index, item in enumerate(value):
+            yield from _leaves(item, (*path, index))
+    else:
+        yield path, value
+
+
+def _changed(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if value is None:
+        return "x"
+    if isinstance(value, list):
+        return ["x"]
+    return str(value) + "x"
+
+
+def _set(obj: Any, path: tuple[Any, ...], value: Any) -> None:
+    for key in path[:-1]:
+        obj = obj[key]
+    obj[path[-1]] = value
+
+
+def _rows(path: Path) -> list[tuple[int, str, int, str, bytes]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events"
+        ).fetchall()
+
+
+def _edits(path: Path) -> Iterator[tuple[str, str, tuple[Any, ...]]]:
+    """(description, SQL, parameters) of every single-field edit of every stored row."""
+    for rowid, originator_id, version, topic, state in _rows(path):
+        decoded = orjson.loads(state)
+        for leaf, value in _leaves(decoded):
+            edited = orjson.loads(state)
+            _set(edited, leaf, _changed(value))
+            yield (
+                f"row {rowid} state {'.'.join(map(str, leaf))}",
+                "UPDATE stored_events SET state = ? WHERE rowid = ?",
+                (orjson.dumps(edited), rowid),
+            )
+        yield (
+            f"row {rowid} state re-spaced",
+            "UPDATE stored_events SET state = ? WHERE rowid = ?",
+            (orjson.dumps(decoded, option=orjson.OPT_INDENT_2), rowid),
+        )
+        other = "0" * 32 if originator_id != "0" * 32 else "1" * 32
+        yield (
+            f"row {rowid} originator_id",
+            "UPDATE stored_events SET originator_id = ? WHERE rowid = ?",
+            (other, rowid),
+        )
+        yield (
+            f"row {rowid} originator_version",
+            "UPDATE stored_events SET originator_version = ? WHERE rowid = ?",
+            (version + 100, rowid),
+        )
+        yield (
+            f"row {rowid} topic",
+            "UPDATE stored_events SET topic = ? WHERE rowid = ?",
+            (topic + "x", rowid),
+        )
+        yield (f"row {rowid} deleted", "DELETE FROM stored_events WHERE rowid = ?", (rowid,))
+    yield (
+        "event-id row customer",
+        "UPDATE cxl_event_ids SET customer_id = 'c2' WHERE customer_id = 'c1'",
+        (),
+    )
+    yield ("event-id row digest", "UPDATE cxl_event_ids SET digest = '00' || digest", ())
+    yield ("event-id row deleted", "DELETE FROM cxl_event_ids WHERE rowid = 1", ())
+    yield (
+        "event-id row added",
+        "INSERT INTO cxl_event_ids VALUES ('9b2c0bbd-0000-4000-8000-000000000000', 'c1', 'ab')",
+        (),
+    )
+    yield (
+        "event-id row renamed",
+        "UPDATE cxl_event_ids SET event_id = '9b2c0bbd-0000-4000-8000-000000000000' "
+        "WHERE rowid = 1",
+        (),
+    )
+
+
+def test_verify_catches_an_edit_of_any_stored_field(tmp_path: Path) -> None:
+    pristine = tmp_path / "pristine.sqlite"
+    _sealed_store(pristine)
+    with LedgerStore(str(pristine)) as store:
+        assert verify_chains(store).events == 4
+    missed = []
+    edits = list(_edits(pristine))
+    assert len(edits) > 60  # every leaf of 6 rows, plus columns and the index
+    for index, (what, statement, params) in enumerate(edits):
+        copy = tmp_path / f"edit-{index}.sqlite"
+        copy.write_bytes(pristine.read_bytes())
+        with sqlite3.connect(copy) as conn:
+            conn.execute(statement, params)
+        try:
+            with LedgerStore(str(copy)) as store:
+                verify_chains(store)
+        except CxlError as caught:
+            assert caught.exit_code in (4, 1), what
+            assert "\n" not in str(caught), what
+        else:
+            missed.append(what)
+        copy.unlink()
+    assert missed == []
+
+
+def test_recorded_at_running_backwards_along_the_ledger_is_caught(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    late = iter(["2026-06-01T00:00:00+00:00", "2026-05-01T00:00:00+00:00"])
+
+    from datetime import datetime
+
+    with LedgerStore(str(path), clock=lambda: datetime.fromisoformat(next(late))) as store:
+        store.seal([valid(customer_id="a")])
+        store.seal([valid(customer_id="b")])
+        sealed = [e for page in store.read() for e in page]
+    # The writer never goes back: the second seal took the store's last instant.
+    assert [e.recorded_at for e in sealed] == ["2026-06-01T00:00:00.000000Z"] * 2
+
+
+def test_cli_verify_reports_a_deleted_creation_row_in_one_line(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    _sealed_store(Path(settings.store_url))
+    with sqlite3.connect(settings.store_url) as conn:
+        conn.execute("DELETE FROM stored_events WHERE originator_version = 1 AND rowid = 1")
+    result = run_cxl(["verify"], cxl_env(settings))
+    assert result.returncode == 4
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "no creation row" in result.stderr
+
+
+def test_ingest_into_a_stream_missing_its_creation_row_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    _sealed_store(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM stored_events WHERE rowid = 1")
+    with LedgerStore(str(path)) as store, pytest.raises(CxlError) as caught:
+        store.seal([valid("promise.kept", customer_id="c1", promise_id="p1")])
+    assert "creation event" in str(caught.value)
