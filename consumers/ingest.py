@@ -1,15 +1,18 @@
 """Ingest: ``cx.events`` → validate → dedupe → seal, exactly-once from at-least-once delivery.
 
-Per partition batch, in one store transaction: the sealed events and the Kafka position
-(``Tracking("kafka:<topic>:<partition>:<epoch>", last offset)``). Rejects go to the dead-letter
-topic *before* that commit. On restart each partition resumes at the recorded position + 1.
+Per partition batch, in one store transaction: the sealed events, the Kafka position
+(``Tracking("kafka:<topic>:<partition>:<epoch>", last offset)``) and the identity of the log at that
+position (topic id and the last record's fingerprint, ``consumers.log_identity``). Rejects go to
+the dead-letter topic, and are acknowledged, *before* that commit. On restart each partition
+resumes at the recorded position + 1.
 
 Kafka offsets only mean something within one life of a topic. An *epoch* counts those lives per
-partition (itself stored as a tracking row ``epoch:kafka:<topic>:<partition>``). When the
-partition's high watermark falls below the position the ledger would resume from, the log was
-reset: with a broker this process started (embedded) or ``accept_reset``, a new epoch begins at
-offset 0 and ``event_id`` dedupe keeps it exactly-once; otherwise ingest stops with
-``LogResetError`` rather than skip silently.
+partition (itself stored as a tracking row ``epoch:kafka:<topic>:<partition>``). The log is taken
+for a new one — a reset — when its topic id differs from the recorded one, when the record at the
+recorded position is missing or has another fingerprint, or when the high watermark falls below the
+resume position: whatever the new log's length. Then, with a broker this process started
+(embedded) or ``accept_reset``, a new epoch begins at offset 0 and ``event_id`` dedupe keeps it
+exactly-once; otherwise ingest stops with ``LogResetError`` rather than skip silently.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ from kafka.errors import KafkaError
 
 from consumers.dead_letters import DeadLetterQueue
 from consumers.kafka_clients import make_consumer, make_producer
+from consumers.log_identity import (
+    NO_TOPIC_ID,
+    TopicIdentity,
+    record_fingerprint,
+    source_mark,
+    split_mark,
+)
 from consumers.records import InboundRecord, validate_records
 from consumers.relay import LedgerRelay
 from consumers.topics import ensure_topics
@@ -130,6 +140,11 @@ class IngestConsumer:
         self._topic = settings.events_topic
         self._only = partitions
         self._epochs: dict[int, int] = {}
+        self._probes: dict[int, tuple[int, str]] = {}
+        self._buffered: dict[int, list[Any]] = {}
+        self._since: dict[int, float] = {}
+        self._vouched_by: dict[int, int] = {}
+        self._topic_id = NO_TOPIC_ID
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -153,46 +168,55 @@ class IngestConsumer:
                 if self._only is None or p in self._only
             ]
             consumer.assign([TopicPartition(self._topic, p) for p in partitions])
+            self._identity = TopicIdentity(consumer, self._topic)
+            self._topic_id = self._identity.refresh_now(s.kafka_timeout_s)
             for p in partitions:
-                self._position_partition(consumer, p, fresh_log=self.owns_broker)
+                self._position_partition(consumer, p, dead_letters, fresh_log=self.owns_broker)
             quiet = 0
-            buffered: dict[int, list[Any]] = {}
-            since: dict[int, float] = {}
-
-            def flush(partition: int) -> None:
-                since.pop(partition, None)
-                messages = buffered.pop(partition, None)
-                if messages:
-                    self._process(partition, messages, dead_letters)
-
             while not self.stop_requested.is_set():
                 polled = consumer.poll(timeout_ms=200, max_records=s.batch_size)
                 now = time.monotonic()
+                if polled:
+                    vouching = self._identity.required_generation()
                 for tp, messages in polled.items():
-                    buffered.setdefault(tp.partition, []).extend(messages)
-                    since.setdefault(tp.partition, now)
-                self._detect_resets(consumer, flush)
+                    messages = self._check_probe(consumer, tp.partition, messages, dead_letters)
+                    if messages:
+                        self._buffered.setdefault(tp.partition, []).extend(messages)
+                        self._since.setdefault(tp.partition, now)
+                        self._vouched_by[tp.partition] = vouching
+                self._detect_resets(consumer, dead_letters)
                 # A partition's records are sealed in batches of up to batch_size (one transaction,
-                # one fsync each), or sooner when the topic goes quiet or they have waited LINGER_S.
-                for partition in list(buffered):
-                    if (
-                        not polled
-                        or len(buffered[partition]) >= s.batch_size
-                        or now - since[partition] >= LINGER_S
-                    ):
-                        flush(partition)
+                # one fsync each), or sooner when the topic goes quiet or they have waited LINGER_S,
+                # once a metadata refresh after their arrival has vouched for the log's identity.
+                due = [
+                    p
+                    for p, buffered in self._buffered.items()
+                    if not polled
+                    or len(buffered) >= s.batch_size
+                    or now - self._since[p] >= LINGER_S
+                ]
+                if due:
+                    self._confirm_identity(consumer, dead_letters)
+                    for partition in due:
+                        if self._identity.generation >= self._vouched_by.get(partition, 0):
+                            self._flush(partition, dead_letters)
+                        else:
+                            self._identity.required_generation()
                 if self.relay is not None:
                     self.stats.relayed += self.relay.publish_pending()
                 if self.on_progress is not None:
                     self.on_progress(self.stats)
-                if polled:
+                if polled or self._buffered:
                     quiet = 0
                     continue
                 quiet += 1
                 if until_idle and quiet >= idle_polls and self._caught_up(consumer):
                     break
-            for partition in list(buffered):
-                flush(partition)
+            if self._buffered:
+                self._identity.refresh_now(s.kafka_timeout_s)
+                self._confirm_identity(consumer, dead_letters)
+                for partition in list(self._buffered):
+                    self._flush(partition, dead_letters)
         except KafkaError as exc:
             raise BrokerUnavailableError(
                 f"Kafka failed during ingest from {self.bootstrap}: {exc}"
@@ -210,39 +234,120 @@ class IngestConsumer:
     # -- positions and resets ------------------------------------------------------------------
 
     def _position_partition(
-        self, consumer: KafkaConsumer, partition: int, *, fresh_log: bool
+        self,
+        consumer: KafkaConsumer,
+        partition: int,
+        dead_letters: DeadLetterQueue,
+        *,
+        fresh_log: bool,
     ) -> None:
         epoch = self.store.position(epoch_name(self._topic, partition)) or 0
-        last = self.store.position(tracking_name(self._topic, partition, epoch))
-        if fresh_log and last is not None:
-            # A broker this process started is a new, empty cluster: its offsets start a new epoch.
-            epoch = self._new_epoch(partition, epoch)
-            last = None
+        name = tracking_name(self._topic, partition, epoch)
+        last = self.store.position(name)
+        tp = TopicPartition(self._topic, partition)
         self._epochs[partition] = epoch
-        consumer.seek(TopicPartition(self._topic, partition), 0 if last is None else last + 1)
+        if last is None:
+            consumer.seek(tp, 0)
+            return
+        if fresh_log:
+            # A broker this process started is a new, empty cluster: its offsets start a new epoch.
+            self._reset(consumer, partition, dead_letters, last, "the embedded broker is new")
+            return
+        mark = self.store.source_mark(name)
+        if mark is None or mark.position != last:
+            consumer.seek(tp, last + 1)  # a position recorded before marks existed
+            return
+        topic_id, fingerprint = split_mark(mark.fingerprint)
+        if NO_TOPIC_ID not in (topic_id, self._topic_id) and topic_id != self._topic_id:
+            why = f"topic id {self._topic_id}, not {topic_id} as when last consumed"
+            self._reset(consumer, partition, dead_letters, last, why)
+            return
+        # Read the last consumed record again: the same record, or another log.
+        self._probes[partition] = (last, fingerprint)
+        consumer.seek(tp, last)
+
+    def _check_probe(
+        self,
+        consumer: KafkaConsumer,
+        partition: int,
+        messages: list[Any],
+        dead_letters: DeadLetterQueue,
+    ) -> list[Any]:
+        """Drop the re-read record at the resume position once it proves the log is the same."""
+        probe = self._probes.pop(partition, None)
+        if probe is None:
+            return messages
+        offset, fingerprint = probe
+        first = messages[0]
+        if first.offset == offset and record_fingerprint(first) == fingerprint:
+            return messages[1:]
+        why = (
+            f"the record at offset {offset} is not the one consumed there"
+            if first.offset == offset
+            else f"offset {offset} is gone (the log starts again at {first.offset})"
+        )
+        self._reset(consumer, partition, dead_letters, offset, why)
+        return []
+
+    def _detect_resets(self, consumer: KafkaConsumer, dead_letters: DeadLetterQueue) -> None:
+        for partition in list(self._epochs):
+            tp = TopicPartition(self._topic, partition)
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            probe = self._probes.get(partition)
+            if probe is not None and high <= probe[0]:
+                why = f"it holds {high} records, fewer than the {probe[0] + 1} consumed"
+                self._reset(consumer, partition, dead_letters, probe[0], why)
+                continue
+            position = consumer.position(tp)
+            if position is not None and high < position:
+                why = f"its high watermark {high} is below the resume position {position}"
+                self._reset(consumer, partition, dead_letters, position - 1, why)
+
+    def _confirm_identity(self, consumer: KafkaConsumer, dead_letters: DeadLetterQueue) -> None:
+        """The topic id as of the latest metadata refresh must be the one positions were read in."""
+        current = self._identity.current()
+        if current == self._topic_id or NO_TOPIC_ID in (current, self._topic_id):
+            return
+        why = f"its topic id changed from {self._topic_id} to {current} while consuming"
+        previous, self._topic_id = self._topic_id, current
+        try:
+            for partition in list(self._epochs):
+                resume = consumer.position(TopicPartition(self._topic, partition)) or 0
+                self._reset(consumer, partition, dead_letters, resume - 1, why)
+        except LogResetError:
+            self._topic_id = previous
+            raise
+
+    def _reset(
+        self,
+        consumer: KafkaConsumer,
+        partition: int,
+        dead_letters: DeadLetterQueue,
+        resume_at: int,
+        why: str,
+    ) -> None:
+        if not (self.owns_broker or self.accept_reset):
+            raise LogResetError(self._topic, partition, resume_at, why)
+        # What was fetched before the reset was noticed is sealed under the old epoch; anything
+        # in it that came from the new log is read again in the new epoch as a duplicate.
+        self._flush(partition, dead_letters)
+        self._probes.pop(partition, None)
+        s = self.settings
+        ensure_topics(self.bootstrap, s.topics, s.kafka_timeout_s)
+        self._epochs[partition] = self._new_epoch(partition, self._epochs[partition])
+        consumer.seek(TopicPartition(self._topic, partition), 0)
 
     def _new_epoch(self, partition: int, epoch: int) -> int:
         self.store.record_position(Tracking(epoch_name(self._topic, partition), epoch + 1))
         self.stats.resets += 1
         return epoch + 1
 
-    def _detect_resets(self, consumer: KafkaConsumer, flush: Callable[[int], None]) -> None:
-        for partition in list(self._epochs):
-            tp = TopicPartition(self._topic, partition)
-            high = consumer.highwater(tp)
-            position = consumer.position(tp)
-            if high is None or position is None or high >= position:
-                continue
-            if not (self.owns_broker or self.accept_reset):
-                raise LogResetError(self._topic, partition, position, high)
-            flush(partition)  # what was fetched before the reset belongs to the old epoch
-            s = self.settings
-            ensure_topics(self.bootstrap, s.topics, s.kafka_timeout_s)
-            self._epochs[partition] = self._new_epoch(partition, self._epochs[partition])
-            consumer.seek(tp, 0)
-
     def _caught_up(self, consumer: KafkaConsumer) -> bool:
         for partition in self._epochs:
+            if partition in self._probes:
+                return False
             tp = TopicPartition(self._topic, partition)
             high = consumer.highwater(tp)
             position = consumer.position(tp)
@@ -256,6 +361,13 @@ class IngestConsumer:
         return True
 
     # -- one batch -----------------------------------------------------------------------------
+
+    def _flush(self, partition: int, dead_letters: DeadLetterQueue) -> None:
+        self._since.pop(partition, None)
+        self._vouched_by.pop(partition, None)
+        messages = self._buffered.pop(partition, None)
+        if messages:
+            self._process(partition, messages, dead_letters)
 
     def _process(self, partition: int, messages: list, dead_letters: DeadLetterQueue) -> None:
         records = [
@@ -282,7 +394,12 @@ class IngestConsumer:
             if batch.invalid or report.rejected:
                 dead_letters.flush(self.settings.kafka_timeout_s)
 
-        report = self.store.seal(batch.valid, tracking, before_commit=dead_letter_refusals)
+        report = self.store.seal(
+            batch.valid,
+            tracking,
+            before_commit=dead_letter_refusals,
+            mark=source_mark(self._topic_id, messages[-1]),
+        )
         self.stats.consumed += len(messages)
         if not report.already_done:
             self.stats.add(report)

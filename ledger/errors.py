@@ -98,22 +98,22 @@ class BrokerUnavailableError(CxlError):
 
 
 class LogResetError(CxlError):
-    """A Kafka partition holds fewer records than the ledger already consumed from it.
+    """A Kafka partition is not the log the ledger consumed before.
 
     The topic was deleted and recreated, the broker lost its storage, or the bootstrap address now
-    points at another cluster. Skipping would silently drop events, so ingest stops.
+    points at another cluster — whatever the new log's length. Reading on would silently skip
+    events, so ingest stops.
     """
 
     exit_code = 6
 
-    def __init__(self, topic: str, partition: int, resume_at: int, high_watermark: int) -> None:
+    def __init__(self, topic: str, partition: int, resume_at: int, why: str) -> None:
         self.topic = topic
         self.partition = partition
         self.resume_at = resume_at
-        self.high_watermark = high_watermark
+        self.why = why
         super().__init__(
-            f"{topic}/{partition} was reset: the ledger resumes at offset {resume_at} but the "
-            f"partition's high watermark is {high_watermark}. If the topic was recreated on purpose, "
-            "run again with --accept-reset to read it from offset 0 (event_id dedupe keeps it "
-            "exactly-once)."
+            f"{topic}/{partition} was reset ({why}); the ledger had consumed it up to offset "
+            f"{resume_at}. If the topic was recreated on purpose, run again with --accept-reset "
+            "to read it from offset 0 (event_id dedupe keeps it exactly-once)."
         )
