@@ -118,3 +118,87 @@ def test_omitted_optional_fields_and_explicit_nulls_are_the_same_fact() -> None:
 def test_uuid_case_is_normalised_in_the_canonical_body() -> None:
     event = event_dict(event_id="6F1C2B4E-1111-4A4A-9A9A-123456789ABC")
     assert parse_event(raw(event), "t").event_id == "6f1c2b4e-1111-4a4a-9a9a-123456789abc"
+
+
+# -- what cannot be carried forever is refused, never altered ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "reason_part"),
+    [
+        (b"\xef\xbb\xbf" + raw(event_dict()), "byte order mark"),
+        (raw(event_dict()).replace(b'"source":', b'"source":"x","source":'), "duplicate key"),
+        (raw(event_dict()).replace(b'"promise_id":"p1"', b'"weight":NaN,"promise_id":"p1"'), "NaN"),
+        (
+            raw(event_dict()).replace(b'"promise_id":"p1"', b'"weight":Infinity,"promise_id":"p1"'),
+            "Infinity",
+        ),
+        (raw(event_dict()).replace(b'"p1"', b'"p\xff1"'), "UTF-8"),
+        (raw(event_dict(description="x" * 70_000)), "limit is 65,536"),
+    ],
+    ids=["bom", "duplicate-key", "nan", "infinity", "bad-utf8", "oversized"],
+)
+def test_records_that_are_not_strict_json_are_refused_with_the_reason(
+    record: bytes, reason_part: str
+) -> None:
+    field, reason = _problem(record)
+    assert field == "(record)"
+    assert reason_part in reason
+
+
+def test_a_duplicate_key_in_pretty_printed_json_is_refused_too() -> None:
+    pretty = b'{"event_id": "x", "event_id": "y"}'
+    assert "duplicate key 'event_id'" in _problem(pretty)[1]
+
+
+@pytest.mark.parametrize(
+    ("type_", "overrides", "field"),
+    [
+        ("promise.made", {"weight": 1e400}, "data.weight"),
+        ("promise.made", {"weight": 1_000_001}, "data.weight"),
+        ("touchpoint.recorded", {"duration_s": 1e8}, "data.duration_s"),
+        ("touchpoint.recorded", {"duration_s": -1}, "data.duration_s"),
+        ("complaint.filed", {"promise_ids": [f"p{i}" for i in range(101)]}, "data.promise_ids"),
+        ("promise.made", {"made_by": "team\x00a"}, "data.made_by"),
+        ("promise.made", {"description": "bell \x07"}, "data.description"),
+        ("promise.made", {"due_at": "2026-03-10T12:00:00.1234567Z"}, "data.due_at"),
+        ("promise.made", {"due_at": "2200-01-01T00:00:00Z"}, "data.due_at"),
+        ("promise.made", {"due_at": "2199-12-31T23:00:00-05:00"}, "data.due_at"),
+        ("promise.made", {"due_at": "2026-02-30T12:00:00Z"}, "data.due_at"),
+        ("promise.made", {"due_at": "2026-03-10"}, "data.due_at"),
+        ("promise.made", {"due_at": 1_773_144_000}, "data.due_at"),
+    ],
+    ids=[
+        "huge-number",
+        "weight-bound",
+        "duration-bound",
+        "negative-duration",
+        "too-many-promise-ids",
+        "nul-in-identifier",
+        "bell-in-text",
+        "sub-microsecond",
+        "after-range",
+        "after-range-once-normalised",
+        "no-such-date",
+        "date-only",
+        "epoch-number",
+    ],
+)
+def test_values_no_projection_could_carry_are_refused(
+    type_: str, overrides: dict, field: str
+) -> None:
+    assert _problem(event_dict(type_, **overrides))[0] == field
+
+
+def test_an_instant_before_1900_is_refused() -> None:
+    assert _problem(event_dict(occurred_at="1899-12-31T23:59:59Z"))[0] == "occurred_at"
+
+
+def test_free_text_keeps_tabs_and_newlines() -> None:
+    text = "line one\n\tline two\r\n"
+    assert parse_event(raw(event_dict(description=text)), "t").body["data"]["description"] == text
+
+
+def test_instants_are_normalised_to_utc_with_microseconds() -> None:
+    body = parse_event(raw(event_dict(occurred_at="2026-03-01T09:00:00.5+01:00")), "t").body
+    assert body["occurred_at"] == "2026-03-01T08:00:00.500000Z"
