@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from cxl.output import Format, Ticker, emit_rows, err, out
+from cxl.store_access import open_store
 from ledger.errors import ConfigError
 from ledger.settings import Settings
-from ledger.store import LedgerStore
 from projections.export import export_all
 from projections.live import open_caught_up, replay
 from projections.sql import run_read_only
@@ -57,7 +57,7 @@ def _check_target(settings: Settings, target: Path) -> None:
 
 def _caught_up(settings: Settings) -> Any:
     ticker = Ticker("projecting")
-    with LedgerStore(settings.store_url) as store, ticker.running():
+    with open_store(settings) as store, ticker.running():
         return open_caught_up(
             settings.projections_path,
             store,
@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
         settings = _settings(ctx)
         _check_target(settings, to)
         ticker = Ticker("replaying")
-        with LedgerStore(settings.store_url) as store, ticker.running():
+        with open_store(settings) as store, ticker.running():
             applied = replay(
                 store,
                 instant,

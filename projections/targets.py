@@ -45,7 +45,8 @@ def refuse_protected(target: Path, protected: Iterable[Path], flag: str = "--to"
     for path in protected:
         if _same_file(target, path):
             raise ProtectedTargetError(
-                f"{flag} {target} is {path.resolve()}, which only the ledger may write; choose another path"
+                f"{flag} {target} would overwrite {path.resolve()}, which belongs to the ledger "
+                "(its store or live projections); choose another path"
             )
 
 
