@@ -63,9 +63,9 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
         raise ProjectionsError(f"cannot create {path}: {exc.strerror or exc}") from exc
     except duckdb.Error as exc:
         reason = str(exc).strip().splitlines()[0]
-        raise ProjectionsError(
-            f"cannot open {path}: {reason} (only one process may write a DuckDB file at a time)"
-        ) from exc
+        if "lock" in reason.lower():
+            reason += " (only one process may write a DuckDB file at a time)"
+        raise ProjectionsError(f"cannot open {path}: {reason}") from exc
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         create_schema(con)

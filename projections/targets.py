@@ -62,6 +62,12 @@ def replaced_on_success(target: Path, flag: str = "--to") -> Iterator[Path]:
     require_directory(target.parent, flag)
     temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.partial"
     try:
+        with temporary.open("xb"):  # can we write there at all? Say so naming the target, not this.
+            pass
+        temporary.unlink()
+    except OSError as exc:
+        raise ProjectionsError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    try:
         yield temporary
         os.replace(temporary, target)
     except OSError as exc:
