@@ -8,11 +8,13 @@ from pathlib import Path
 import duckdb
 
 from ledger.contract import parse_event
+from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections.ledger_binding import first_event_hash, recorded_mark
 from projections.live import open_caught_up
 from projections.trust_gap import trust_gap
 from tests.events import raw
+from tests.integration.conftest import cxl_env, run_cxl
 from tests.integration.projection_helpers import at, broken, kept, promise
 
 AS_OF = at("2026-06-01T00:00:00Z")
@@ -170,3 +172,20 @@ def test_projections_without_a_mark_are_rebuilt_once(tmp_path: Path) -> None:
     home.gap()
 
     assert len(home.rebuilds) == 1 and "older version" in home.rebuilds[0]
+
+
+def test_the_cli_says_in_one_line_why_it_rebuilds(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    home = LiveHome(settings.home)
+    _seal(home.store_path, _promises(2, made_by="billing"))
+    env = cxl_env(settings)
+    assert run_cxl(["gap"], env).stderr == ""
+    _seal(tmp_path / "other.sqlite", _promises(1, made_by="support"))
+    home.replace_store(tmp_path / "other.sqlite")
+
+    result = run_cxl(["gap", "--by", "made_by", "--format", "csv"], env)
+
+    assert result.returncode == 0
+    assert result.stderr.startswith("rebuilding the projections from the ledger: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert "support" in result.stdout and "billing" not in result.stdout
