@@ -27,6 +27,7 @@ class LedgerMark:
 
 
 def recorded_mark(con: duckdb.DuckDBPyConnection, name: str = "ledger") -> LedgerMark:
+    """The mark of the last applied transaction; position 0 and no hashes when nothing was applied."""
     row = con.execute(
         "SELECT position, position_hash, first_hash FROM projection_position WHERE name = ?", [name]
     ).fetchone()

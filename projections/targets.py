@@ -51,6 +51,7 @@ def refuse_protected(target: Path, protected: Iterable[Path], flag: str = "--to"
 
 
 def require_directory(directory: Path, flag: str = "--to") -> None:
+    """Refuse an output whose directory is missing: a typo should not grow a directory tree."""
     if not directory.is_dir():
         what = "is not a directory" if directory.exists() else "does not exist"
         raise ProjectionsError(f"{flag}: directory {directory} {what}")
