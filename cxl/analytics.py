@@ -8,13 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from cxl.output import Format, Ticker, emit_rows, out
+from cxl.output import Format, Ticker, emit_rows, err, out
+from cxl.store_access import open_store
 from ledger.errors import ConfigError
 from ledger.settings import Settings
-from ledger.store import LedgerStore
 from projections.export import export_all
 from projections.live import open_caught_up, replay
 from projections.sql import run_read_only
+from projections.targets import protected_files, refuse_protected, require_directory
 from projections.trust_gap import parse_dimensions, trust_gap
 
 AsOf = Annotated[
@@ -44,13 +45,26 @@ def _settings(ctx: typer.Context) -> Settings:
     return settings
 
 
+def _protected(settings: Settings) -> list[Path]:
+    return protected_files(settings.store_url, settings.projections_path)
+
+
+def _check_target(settings: Settings, target: Path) -> None:
+    """Refuse a ``--to`` file before any work: protected, or in a directory that is not there."""
+    refuse_protected(target, _protected(settings))
+    require_directory(target.parent)
+
+
 def _caught_up(settings: Settings) -> Any:
     ticker = Ticker("projecting")
-    with LedgerStore(settings.store_url) as store, ticker.running():
+    with open_store(settings) as store, ticker.running():
         return open_caught_up(
             settings.projections_path,
             store,
             on_progress=lambda at, total: ticker.update(f"position {at:,} of {total:,}"),
+            on_rebuild=lambda why: err.print(
+                f"rebuilding the projections from the ledger: {why}", markup=False
+            ),
         )
 
 
@@ -84,13 +98,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rebuild every projection from the ledger into a new file, from events occurred by --as-of."""
         instant = parse_instant(as_of)
+        settings = _settings(ctx)
+        _check_target(settings, to)
         ticker = Ticker("replaying")
-        with LedgerStore(_settings(ctx).store_url) as store, ticker.running():
+        with open_store(settings) as store, ticker.running():
             applied = replay(
                 store,
                 instant,
                 to,
                 overwrite=force,
+                protected=_protected(settings),
                 on_progress=lambda at, total: ticker.update(f"position {at:,} of {total:,}"),
             )
         out.print(f"replayed {applied:,} events that occurred by {instant.isoformat()} into {to}")
@@ -107,6 +124,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Run SQL, read-only, against the projections (caught up first)."""
+        if not query.strip():
+            raise ConfigError("the SQL query is empty")
         settings = _settings(ctx)
         if database is None:
             _caught_up(settings).close()
@@ -123,9 +142,11 @@ def register(app: typer.Typer) -> None:
         """Export every projection table and view as Parquet or CSV files."""
         if fmt not in ("parquet", "csv"):
             raise ConfigError(f"--format {fmt!r}: choose parquet or csv")
-        con = _caught_up(_settings(ctx))
+        settings = _settings(ctx)
+        require_directory(to.parent)
+        con = _caught_up(settings)
         try:
-            written = export_all(con, to, fmt)
+            written = export_all(con, to, fmt, _protected(settings))
         finally:
             con.close()
         for name, rows in written.items():
@@ -141,9 +162,11 @@ def register(app: typer.Typer) -> None:
         from projections.report import write_report
 
         instant = parse_instant(as_of)
-        con = _caught_up(_settings(ctx))
+        settings = _settings(ctx)
+        _check_target(settings, to)
+        con = _caught_up(settings)
         try:
-            write_report(con, instant, to)
+            write_report(con, instant, to, _protected(settings))
         finally:
             con.close()
         out.print(f"report written to {to.resolve()}")

@@ -13,9 +13,11 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
+from eventsourcing.persistence import PersistenceError
+from rich.text import Text
 
 from consumers.broker import EmbeddedBroker
 from consumers.files import ingest_records
@@ -29,16 +31,17 @@ from consumers.workers import ParallelIngest
 from cxl import analytics
 from cxl.kafka_access import kafka_access
 from cxl.output import Format, Ticker, emit_rows, err, out, report_rejects
+from cxl.store_access import check_store_file, ensure_home, open_store
 from ledger.audit import verify_chains
 from ledger.contract import json_schemas
-from ledger.errors import ConfigError, CxlError, RejectedRecordsError
+from ledger.errors import ConfigError, CxlError, RejectedRecordsError, StoreError
 from ledger.settings import Settings, load_settings
 from ledger.store import LedgerStore
 
 app = typer.Typer(
     name="cxl",
     help="cx-ledger: what was promised to customers versus what was delivered, sealed and replayable.",
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -96,6 +99,9 @@ def root(
     ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
+    if ctx.invoked_subcommand is None:
+        out.print(ctx.get_help(), markup=False)
+        raise typer.Exit(0)
     ctx.obj = Context(
         settings=load_settings(
             home=home,
@@ -113,14 +119,17 @@ def root(
     )
 
 
-def _open_store(settings: Settings) -> LedgerStore:
-    return LedgerStore(settings.store_url)
-
-
 def _check_files(files: list[Path]) -> None:
     for path in files:
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not a JSON-lines file")
         if not path.is_file():
             raise ConfigError(f"{path}: no such file")
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
 
 
 # -- files and Kafka in ----------------------------------------------------------------------------
@@ -136,7 +145,7 @@ def ingest(
     settings = _ctx(ctx).settings
     _check_files(files)
     ticker = Ticker("ingesting")
-    with _open_store(settings) as store, ticker.running():
+    with open_store(settings) as store, ticker.running():
         started = time.monotonic()
         report = ingest_records(
             (r for path in files for r in read_jsonl(str(path))),
@@ -237,7 +246,7 @@ def consume(
 ) -> None:
     """Run the ingest consumer: events topic → validate → seal (→ relay). Stops on SIGINT/SIGTERM."""
     settings = _ctx(ctx).settings
-    with kafka_access(settings, may_embed=False) as kafka, _open_store(settings) as store:
+    with kafka_access(settings, may_embed=False) as kafka, open_store(settings) as store:
         stats = run_ingest(
             settings,
             store,
@@ -323,7 +332,7 @@ def relay_command(
     settings = _ctx(ctx).settings
     stopping = {"stop": False}
     _install_stop_handlers(lambda: stopping.update(stop=True))
-    with kafka_access(settings, may_embed=False) as kafka, _open_store(settings) as store:
+    with kafka_access(settings, may_embed=False) as kafka, open_store(settings) as store:
         relay = LedgerRelay.for_settings(store, kafka.bootstrap, settings)
         ticker = Ticker("relaying")
         try:
@@ -345,6 +354,7 @@ def broker(
 ) -> None:
     """Run the embedded Kafka broker (Tansu, memory only) in the foreground until Ctrl-C."""
     settings = _ctx(ctx).settings
+    ensure_home(settings)
     stopping = {"stop": False}
     _install_stop_handlers(lambda: stopping.update(stop=True))
     with EmbeddedBroker(port=port, log_dir=settings.home) as running:
@@ -369,7 +379,7 @@ def verify(
     """Recompute every customer's hash chain; print the first break, or the totals when all verify."""
     settings = _ctx(ctx).settings
     ticker = Ticker("verifying")
-    with _open_store(settings) as store, ticker.running():
+    with open_store(settings) as store, ticker.running():
         report = verify_chains(store, on_progress=lambda n: ticker.update(f"{n:,} events"))
     if fmt is Format.table:
         out.print(f"ok {report.events} events, {report.customers} customers")
@@ -425,6 +435,8 @@ def demo(
     from cxl.demo import run_demo
 
     settings = _ctx(ctx).settings
+    ensure_home(settings)
+    check_store_file(settings.store_url)
     result = run_demo(
         settings,
         customers=customers,
@@ -447,29 +459,43 @@ analytics.register(app)
 
 
 def main() -> None:
-    """Entry point: one red line and a documented exit code for every expected failure."""
-    debug = "--debug" in sys.argv
-    try:
-        app(standalone_mode=False)
-    except CxlError as exc:
-        if debug:
-            traceback.print_exc()
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except (typer.BadParameter, typer.Exit) as exc:
-        if isinstance(exc, typer.Exit):
-            sys.exit(exc.exit_code)
-        raise
-    except Exception as exc:
-        import click
+    """Entry point: one line on stderr and a documented exit code for every failure.
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    Usage errors (unknown command or option, a value of the wrong type, a missing argument) exit 2;
+    ``CxlError``s exit with their own code; an ``OSError`` that escaped a boundary exits 1 naming
+    its path; anything else is an internal error, still one line. ``--debug`` adds the traceback.
+    """
+    debug = "--debug" in sys.argv[1:]
+    try:
+        status = app(standalone_mode=False)
+    except CxlError as exc:
+        _fail(str(exc), exc.exit_code, debug)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("aborted", 130, debug)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # the CLI parser's usage errors
+        _fail(exc.format_message(), getattr(exc, "exit_code", 2), debug)
+    except PersistenceError as exc:  # the store's library, past the boundaries that wrap it
+        _fail(f"the ledger store failed: {type(exc).__name__}: {exc}", StoreError.exit_code, debug)
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{where}", 1, debug)
+    except Exception as exc:
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            1,
+            debug,
+        )
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _fail(message: str, code: int, debug: bool) -> NoReturn:
+    if debug:
+        traceback.print_exc()
+    line = " ".join(message.split()) or "failed"
+    err.print(Text.assemble(("error:", "red"), " ", line), highlight=False)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

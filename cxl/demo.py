@@ -26,6 +26,7 @@ from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections.live import open_caught_up
 from projections.report import write_report
+from projections.targets import protected_files
 from projections.trust_gap import trust_gap
 
 
@@ -88,12 +89,21 @@ def run_demo(
             )
             report = verify_chains(store)
             say(f"verified {report.events:,} events in {report.customers:,} hash chains")
-            con = open_caught_up(settings.projections_path, store)
+            con = open_caught_up(
+                settings.projections_path,
+                store,
+                on_rebuild=lambda why: say(f"rebuilding the projections from the ledger: {why}"),
+            )
     try:
         as_of = generator.end
         rows = trust_gap(con, as_of, ["made_by"])
         report_path = settings.home / "report.html"
-        write_report(con, as_of, report_path)
+        write_report(
+            con,
+            as_of,
+            report_path,
+            protected_files(settings.store_url, settings.projections_path),
+        )
     finally:
         con.close()
     say(f"projected into {settings.projections_path}")

@@ -20,8 +20,8 @@ import duckdb
 import pyarrow as pa
 
 from ledger.store import LedgerStore
+from projections.ledger_binding import LedgerMark, first_event_hash, record_mark, recorded_mark
 from projections.promise_fold import fold_sql
-from projections.schema import applied_position
 
 # One parse per stored event into a typed struct (from_json), then plain column access: extracting
 # fields one by one with ->> re-parsed the document for every field.
@@ -108,8 +108,15 @@ def apply_states(
     states: list[bytes],
     last_position: int,
     as_of: datetime | None = None,
+    *,
+    first_hash: str | None = None,
 ) -> int:
-    """Apply sealed events (their stored JSON) and record ``last_position``, in one transaction."""
+    """Apply sealed events (their stored JSON) and record ``last_position``, in one transaction.
+
+    With the position go the hash of the event there (the last of ``states``) and ``first_hash``,
+    the ledger's identity (see ``ledger_binding``), so the file knows which ledger it follows.
+    """
+    position_hash = json.loads(states[-1])["hash"] if states else None
     con.execute("BEGIN TRANSACTION")
     try:
         con.register(
@@ -138,11 +145,7 @@ def apply_states(
         if applied:
             _refold(con)
         con.execute("DROP TABLE staged")
-        con.execute(
-            "INSERT INTO projection_position VALUES ('ledger', ?) "
-            "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-            [last_position],
-        )
+        record_mark(con, LedgerMark(last_position, position_hash, first_hash))
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -179,8 +182,10 @@ def catch_up(
     the result is the projection as an auditor would have seen the world at that instant. The next
     batch is read from the store while DuckDB applies the current one (both release the GIL).
     """
-    start = applied_position(con) + 1
+    mark = recorded_mark(con)
+    start = mark.position + 1
     target = store.max_position()
+    first_hash = mark.first_hash or first_event_hash(store)
     applied = 0
     batches = _batches(store, start, batch_events)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-reader") as reader:
@@ -188,7 +193,9 @@ def catch_up(
         while (batch := upcoming.result()) is not None:
             upcoming = reader.submit(next, batches, None)
             positions, states = batch
-            applied += apply_states(con, positions, states, positions[-1], as_of)
+            applied += apply_states(
+                con, positions, states, positions[-1], as_of, first_hash=first_hash
+            )
             if on_progress is not None:
                 on_progress(positions[-1], target)
     return applied

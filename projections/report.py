@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import io
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import matplotlib.pyplot as plt
 
 from projections.complaints import complaint_summary, complaints_sql
 from projections.contact_pressure import CONTACT_PRESSURE
+from projections.targets import refuse_protected, replaced_on_success, require_directory
 from projections.trust_gap import classified_promises_sql, trust_gap
 
 OUTCOMES = ("kept_on_time", "kept_late", "broken", "overdue", "pending")
@@ -187,7 +189,16 @@ th:first-child,td:first-child{text-align:left} details summary{cursor:pointer;co
 """
 
 
-def write_report(con: duckdb.DuckDBPyConnection, as_of: datetime, to: Path) -> None:
+def write_report(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, to: Path, protected: Sequence[Path] = ()
+) -> None:
+    """Render the report as of ``as_of`` into ``to``, replacing it only once complete.
+
+    ``to`` may not be a ``protected`` file (the ledger store, the live projections); its directory
+    must exist.
+    """
+    refuse_protected(to, protected)
+    require_directory(to.parent)
     overall = trust_gap(con, as_of, [])[0]
     complaints = complaint_summary(con, as_of)
     sections = [
@@ -233,5 +244,5 @@ def write_report(con: duckdb.DuckDBPyConnection, as_of: datetime, to: Path) -> N
         "<title>cx-ledger report</title>"
         f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"
     )
-    to.parent.mkdir(parents=True, exist_ok=True)
-    to.write_text(document, encoding="utf-8")
+    with replaced_on_success(to) as temporary:
+        temporary.write_text(document, encoding="utf-8")

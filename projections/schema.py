@@ -2,8 +2,9 @@
 
 Facts (``ledger_events``, ``promise_events``, ``complaint_events``, ``touchpoints``) are appended in
 ledger order and never updated; ``promises`` is their fold, one row per promise, recomputed for the
-promises each batch touches. ``projection_position`` holds the last ledger position applied, written
-in the same transaction as the rows it produced. Time zone is pinned to UTC so month buckets and
+promises each batch touches. ``projection_position`` holds the last ledger position applied, with the
+hashes that bind it to its ledger (``ledger_binding``), written in the same transaction as the rows
+it produced. Time zone is pinned to UTC so month buckets and
 exports do not depend on the machine.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from ledger.errors import StoreError
+from projections.errors import ProjectionsError
 
 FACT_TABLES = {
     "ledger_events": """
@@ -52,14 +53,19 @@ PROMISES_TABLE = """
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open (creating when writable) the projections file with the schema in place."""
     if read_only and not path.exists():
-        raise StoreError(f"no projections at {path} yet; run `cxl gap` or `cxl demo` to build them")
-    path.parent.mkdir(parents=True, exist_ok=True)
+        raise ProjectionsError(
+            f"no projections at {path} yet; run `cxl gap` or `cxl demo` to build them"
+        )
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(path), read_only=read_only)
+    except OSError as exc:
+        raise ProjectionsError(f"cannot create {path}: {exc.strerror or exc}") from exc
     except duckdb.Error as exc:
-        raise StoreError(
-            f"cannot open {path}: {exc}. Only one process may write a DuckDB file at a time."
-        ) from exc
+        reason = str(exc).strip().splitlines()[0]
+        if "lock" in reason.lower():
+            reason += " (only one process may write a DuckDB file at a time)"
+        raise ProjectionsError(f"cannot open {path}: {reason}") from exc
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         create_schema(con)
@@ -70,9 +76,23 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "CREATE TABLE IF NOT EXISTS projection_position (name VARCHAR PRIMARY KEY, position BIGINT NOT NULL)"
     )
+    for column in ("position_hash", "first_hash"):  # files made before projections were bound
+        con.execute(f"ALTER TABLE projection_position ADD COLUMN IF NOT EXISTS {column} VARCHAR")
     for name, columns in FACT_TABLES.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
     con.execute(f"CREATE TABLE IF NOT EXISTS promises ({PROMISES_TABLE})")
+
+
+def clear(con: duckdb.DuckDBPyConnection) -> None:
+    """Empty every table and the recorded position, in one transaction: the start of a rebuild."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name in (*FACT_TABLES, "promises", "projection_position"):
+            con.execute(f"DELETE FROM {name}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def applied_position(con: duckdb.DuckDBPyConnection, name: str = "ledger") -> int:

@@ -6,6 +6,7 @@ auditor's file answers every question as the world stood then.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 import duckdb
@@ -19,25 +20,47 @@ VIEWS = ("promise_status", "trust_gap_by_team", "complaints", "contact_pressure"
 TABLES = ("promises", "promise_events", "complaint_events", "touchpoints", "ledger_events")
 
 
-def create_views(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) -> None:
+def view_statements(as_of: datetime | None = None) -> list[str]:
+    """The statements that (re)create every view, evaluated as of ``as_of`` (``now()`` if None)."""
     instant = "now()" if as_of is None else f"TIMESTAMPTZ '{as_of.isoformat()}'"
 
     def at(sql: str) -> str:
         return sql.replace("$as_of", instant)
 
-    con.execute(
-        f"CREATE OR REPLACE VIEW promise_status AS {at(classify_sql('SELECT * FROM promises'))}"
-    )
-    con.execute(
+    return [
+        f"CREATE OR REPLACE VIEW promise_status AS {at(classify_sql('SELECT * FROM promises'))}",
         "CREATE OR REPLACE VIEW trust_gap_by_team AS "
         "SELECT made_by, sum(made_w) AS made, sum(due_w) AS due, sum(kept_on_time_w) AS kept_on_time, "
         "sum(kept_late_w) AS kept_late, sum(broken_w) AS broken, sum(overdue_w) AS overdue, "
         "sum(pending_w) AS pending, CASE WHEN sum(due_w) = 0 THEN NULL "
         "ELSE 1 - sum(kept_on_time_w) / sum(due_w) END AS trust_gap "
-        "FROM promise_status GROUP BY made_by"
-    )
-    con.execute(
-        f"CREATE OR REPLACE VIEW complaints AS {at(COMPLAINTS.format(promises='SELECT * FROM promises'))}"
-    )
-    con.execute(f"CREATE OR REPLACE VIEW contact_pressure AS {at(CONTACT_PRESSURE)}")
-    con.execute(f"CREATE OR REPLACE VIEW anomalies AS {at(ANOMALIES)}")
+        "FROM promise_status GROUP BY made_by",
+        f"CREATE OR REPLACE VIEW complaints AS {at(COMPLAINTS.format(promises='SELECT * FROM promises'))}",
+        f"CREATE OR REPLACE VIEW contact_pressure AS {at(CONTACT_PRESSURE)}",
+        f"CREATE OR REPLACE VIEW anomalies AS {at(ANOMALIES)}",
+    ]
+
+
+def create_views(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) -> None:
+    """Create the views, unless the file already holds these very definitions.
+
+    A digest of the statements is kept in ``projection_views``: reopening a file whose views are
+    current writes nothing, so a question asked when nothing new was sealed leaves it byte-identical.
+    """
+    statements = view_statements(as_of)
+    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+    con.execute("CREATE TABLE IF NOT EXISTS projection_views (digest VARCHAR NOT NULL)")
+    row = con.execute("SELECT digest FROM projection_views").fetchone()
+    existing = {name for (name,) in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    if row is not None and row[0] == digest and existing.issuperset(VIEWS):
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for statement in statements:
+            con.execute(statement)
+        con.execute("DELETE FROM projection_views")
+        con.execute("INSERT INTO projection_views VALUES (?)", [digest])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

@@ -297,7 +297,7 @@ def test_cli_gap_sql_export_and_replay(tmp_path: Path) -> None:
     assert replayed.returncode == 0, replayed.stderr
     assert "replayed 2 events" in replayed.stdout
     again = run_cxl(["replay", "--as-of", "2026-03-01T23:00:00Z", "--to", str(target)], env)
-    assert again.returncode == 1 and "--force" in again.stderr
+    assert again.returncode == 2 and "--force" in again.stderr
     audit = run_cxl(
         [
             "sql",
