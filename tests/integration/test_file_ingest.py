@@ -54,3 +54,20 @@ def test_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
     result = run_cxl(["ingest", str(tmp_path / "nope.jsonl")], cxl_env(Settings(home=tmp_path)))
     assert result.returncode == 2
     assert "nope.jsonl: no such file" in result.stderr
+
+
+def test_an_event_id_reused_under_another_customer_is_rejected_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(home=tmp_path / "home")
+    event = event_dict(customer_id="alice")
+    write_jsonl(tmp_path / "a.jsonl", [event])
+    write_jsonl(tmp_path / "b.jsonl", [{**event, "customer_id": "bob"}])
+    assert run_cxl(["ingest", str(tmp_path / "a.jsonl")], cxl_env(settings)).returncode == 0
+    second = run_cxl(["ingest", str(tmp_path / "b.jsonl")], cxl_env(settings))
+    assert second.returncode == 3
+    assert f"{tmp_path / 'b.jsonl'}:1: event_id: event_id reused with different content" in (
+        second.stderr
+    )
+    with LedgerStore(settings.store_url) as store:
+        assert store.stream("bob") == []
