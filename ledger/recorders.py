@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import (
@@ -64,29 +64,9 @@ class StoredRow:
     state: bytes
 
 
-class SealingTransaction(Protocol):
-    """What a writer may do while it holds the store's write lock."""
-
-    def has_tracking(self, tracking: Tracking) -> bool: ...
-
-    def last_state(self) -> bytes | None: ...
-
-    def known_events(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]: ...
-
-    def streams(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]: ...
-
-    def insert(
-        self,
-        stored: Sequence[StoredEvent],
-        *,
-        tracking: Tracking | None,
-        event_ids: Sequence[tuple[str, str, str]],
-        mark: tuple[str, int, str] | None,
-    ) -> None: ...
-
-
-class _Transaction:
-    """Backend-neutral queries over a cursor; ``mark`` is the backend's parameter placeholder."""
+class SealingTransaction:
+    """What a writer may do while it holds the store's write lock: backend-neutral queries over
+    the transaction's cursor (``mark`` is the backend's parameter placeholder)."""
 
     def __init__(self, recorder: Any, cursor: Any, mark: str) -> None:
         self._recorder = recorder
@@ -211,7 +191,7 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
                 cursor = connection.cursor()
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
-                    yield _Transaction(self, cursor, "?")
+                    yield SealingTransaction(self, cursor, "?")
                 except BaseException:
                     connection.rollback()
                     raise
@@ -287,7 +267,7 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
     def sealing(self) -> Iterator[SealingTransaction]:
         with self.datastore.transaction(commit=True) as cursor:
             self._lock_table(cursor)
-            yield _Transaction(self, cursor, "%s")
+            yield SealingTransaction(self, cursor, "%s")
 
     def source_mark(self, name: str) -> SourceMark | None:
         with self.datastore.transaction(commit=False) as c:
