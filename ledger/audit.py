@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from ledger.canonical import canonical_json
+from ledger.canonical import canonical_json, format_instant
 from ledger.chain import GENESIS_HASH, content_digest, seal_hash
 from ledger.errors import ChainBrokenError, LedgerTamperedError
 from ledger.recorders import StoredRow
@@ -152,6 +152,10 @@ class _Verifier:
                 "creation instant",
                 _timestamp(recorded_at)["_data_"],
                 head.created_at,
+            )
+        if format_instant(datetime.fromisoformat(recorded_at)) != recorded_at:
+            raise ChainBrokenError(
+                customer, seq, "recorded_at format", "YYYY-MM-DDTHH:MM:SS.ffffffZ", recorded_at
             )
         if recorded_at < self.last_recorded_at:
             raise ChainBrokenError(

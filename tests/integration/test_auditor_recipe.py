@@ -45,7 +45,7 @@ def _relayed(tmp_path: Path) -> list[bytes]:
     with LedgerStore(str(tmp_path / "l.sqlite")) as store:
         store.seal(
             [
-                valid(customer_id="c1", promise_id="p1", weight=0.000001, description="é\n\t\"x\""),
+                valid(customer_id="c1", promise_id="p1", weight=0.000001, description='é\n\t"x"'),
                 valid("promise.kept", customer_id="c1", promise_id="p1", fraction=0.25),
                 valid("touchpoint.recorded", customer_id="c2", duration_s=12.0),
             ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import orjson
 import pytest
 
 from ledger.audit import verify_chains
+from ledger.canonical import canonical_json
+from ledger.chain import seal_hash
 from ledger.errors import CxlError
 from ledger.settings import Settings
 from ledger.store import LedgerStore
@@ -153,14 +156,37 @@ def test_recorded_at_running_backwards_along_the_ledger_is_caught(tmp_path: Path
     path = tmp_path / "l.sqlite"
     late = iter(["2026-06-01T00:00:00+00:00", "2026-05-01T00:00:00+00:00"])
 
-    from datetime import datetime
-
     with LedgerStore(str(path), clock=lambda: datetime.fromisoformat(next(late))) as store:
         store.seal([valid(customer_id="a")])
         store.seal([valid(customer_id="b")])
         sealed = [e for page in store.read() for e in page]
     # The writer never goes back: the second seal took the store's last instant.
     assert [e.recorded_at for e in sealed] == ["2026-06-01T00:00:00.000000Z"] * 2
+
+
+def test_a_rehashed_chain_that_backdates_an_event_is_caught(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    clock = iter(["2026-06-01T00:00:00+00:00", "2026-06-02T00:00:00+00:00"])
+    with LedgerStore(str(path), clock=lambda: datetime.fromisoformat(next(clock))) as store:
+        store.seal([valid(customer_id="a")])
+        store.seal([valid(customer_id="b")])
+    earlier = "2026-05-01T00:00:00.000000Z"
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT rowid, state FROM stored_events ORDER BY rowid").fetchall()
+        for rowid, state in rows[2:]:  # b's creation row and its one sealed event
+            decoded = orjson.loads(state)
+            decoded["timestamp"]["_data_"] = datetime.fromisoformat(earlier).isoformat()
+            if "body" in decoded:
+                decoded["recorded_at"] = earlier
+                decoded["hash"] = seal_hash(
+                    decoded["prev_hash"], canonical_json(decoded["body"]), 1, earlier
+                )
+            conn.execute(
+                "UPDATE stored_events SET state = ? WHERE rowid = ?", (orjson.dumps(decoded), rowid)
+            )
+    with LedgerStore(str(path)) as store, pytest.raises(CxlError) as caught:
+        verify_chains(store)
+    assert "runs backwards" in str(caught.value)
 
 
 def test_cli_verify_reports_a_deleted_creation_row_in_one_line(tmp_path: Path) -> None:
