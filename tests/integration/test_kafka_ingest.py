@@ -6,9 +6,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
-
 import orjson
+import pytest
 
 from consumers.ingest import IngestConsumer
 from consumers.relay import LedgerRelay
