@@ -141,9 +141,10 @@ class IngestConsumer:
         self._only = partitions
         self._epochs: dict[int, int] = {}
         self._probes: dict[int, tuple[int, str]] = {}
-        self._buffered: dict[int, list[Any]] = {}
+        # Per partition, fetched records waiting to be sealed, in chunks tagged with the metadata
+        # generation that must have completed before they may be (``TopicIdentity``).
+        self._pending: dict[int, list[tuple[int, list[Any]]]] = {}
         self._since: dict[int, float] = {}
-        self._vouched_by: dict[int, int] = {}
         self._topic_id = NO_TOPIC_ID
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -181,41 +182,37 @@ class IngestConsumer:
                 for tp, messages in polled.items():
                     messages = self._check_probe(consumer, tp.partition, messages, dead_letters)
                     if messages:
-                        self._buffered.setdefault(tp.partition, []).extend(messages)
+                        self._pending.setdefault(tp.partition, []).append((vouching, messages))
                         self._since.setdefault(tp.partition, now)
-                        self._vouched_by[tp.partition] = vouching
                 self._detect_resets(consumer, dead_letters)
                 # A partition's records are sealed in batches of up to batch_size (one transaction,
                 # one fsync each), or sooner when the topic goes quiet or they have waited LINGER_S,
                 # once a metadata refresh after their arrival has vouched for the log's identity.
                 due = [
                     p
-                    for p, buffered in self._buffered.items()
+                    for p, chunks in self._pending.items()
                     if not polled
-                    or len(buffered) >= s.batch_size
+                    or sum(len(m) for _, m in chunks) >= s.batch_size
                     or now - self._since[p] >= LINGER_S
                 ]
                 if due:
                     self._confirm_identity(consumer, dead_letters)
                     for partition in due:
-                        if self._identity.generation >= self._vouched_by.get(partition, 0):
-                            self._flush(partition, dead_letters)
-                        else:
-                            self._identity.required_generation()
+                        self._flush(partition, dead_letters, vouched_only=True)
                 if self.relay is not None:
                     self.stats.relayed += self.relay.publish_pending()
                 if self.on_progress is not None:
                     self.on_progress(self.stats)
-                if polled or self._buffered:
+                if polled or self._pending:
                     quiet = 0
                     continue
                 quiet += 1
                 if until_idle and quiet >= idle_polls and self._caught_up(consumer):
                     break
-            if self._buffered:
+            if self._pending:
                 self._identity.refresh_now(s.kafka_timeout_s)
                 self._confirm_identity(consumer, dead_letters)
-                for partition in list(self._buffered):
+                for partition in list(self._pending):
                     self._flush(partition, dead_letters)
         except KafkaError as exc:
             raise BrokerUnavailableError(
@@ -362,12 +359,23 @@ class IngestConsumer:
 
     # -- one batch -----------------------------------------------------------------------------
 
-    def _flush(self, partition: int, dead_letters: DeadLetterQueue) -> None:
-        self._since.pop(partition, None)
-        self._vouched_by.pop(partition, None)
-        messages = self._buffered.pop(partition, None)
-        if messages:
-            self._process(partition, messages, dead_letters)
+    def _flush(
+        self, partition: int, dead_letters: DeadLetterQueue, *, vouched_only: bool = False
+    ) -> None:
+        """Seal the partition's pending records (with ``vouched_only``, those a completed metadata
+        refresh vouches for), in transactions of at most ``batch_size``."""
+        chunks = self._pending.pop(partition, [])
+        ready: list[Any] = []
+        while chunks and (not vouched_only or chunks[0][0] <= self._identity.generation):
+            ready += chunks.pop(0)[1]
+        if chunks:
+            self._pending[partition] = chunks
+            self._identity.required_generation()  # keep refreshes coming for the rest
+        else:
+            self._since.pop(partition, None)
+        size = self.settings.batch_size
+        for start in range(0, len(ready), size):
+            self._process(partition, ready[start : start + size], dead_letters)
 
     def _process(self, partition: int, messages: list, dead_letters: DeadLetterQueue) -> None:
         records = [

@@ -17,25 +17,19 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     TypeAdapter,
     ValidationError,
-    WithJsonSchema,
-    model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from ledger.canonical import format_instant
 from ledger.errors import FieldProblem, InvalidEventError
@@ -51,84 +45,49 @@ MAX_DURATION_S = 1e7
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
-_NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 _RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
-_IDENT_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
-_TEXT_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_IDENT_PATTERN = r"^[^\u0000-\u001f\u007f]*$"
-_TEXT_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
+_NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+_IDENT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+_PATTERN_REASONS = {
+    _IDENT_PATTERN: "control characters are not allowed in an identifier",
+    _TEXT_PATTERN: "control characters are not allowed (tab, CR and LF are)",
+}
+INSTANT_FIELDS = ("occurred_at", "data.due_at", "data.new_due_at")
+_RANGE = (
+    "outside the ledger's range 1900-01-01T00:00:00Z .. 2199-12-31T23:59:59.999999Z "
+    "(once normalised to UTC)"
+)
 
-
-def _instant_text(value: Any) -> Any:
-    """RFC 3339 text to an aware datetime, refusing what pydantic would read loosely or truncate."""
-    if not isinstance(value, str):
-        return value  # pydantic reports the wrong type
-    if _RFC3339.fullmatch(value):
-        try:
-            return datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
-        except ValueError:
-            raise PydanticCustomError(
-                "instant_value", "not a valid date and time (RFC 3339)"
-            ) from None
-    if _NAIVE.fullmatch(value):
-        raise PydanticCustomError(
-            "timezone_aware",
-            "timestamp must carry a UTC offset (RFC 3339), e.g. 2026-01-31T09:00:00+01:00",
-        )
-    if re.search(r"\.\d{7,}", value):
-        raise PydanticCustomError(
-            "instant_precision", "more than microsecond precision (at most 6 fraction digits)"
-        )
-    raise PydanticCustomError(
-        "instant_format", "not an RFC 3339 timestamp with offset, e.g. 2026-01-31T09:00:00+01:00"
-    )
-
-
-def _instant_range(value: datetime) -> datetime:
-    if not EARLIEST <= value <= LATEST:
-        raise PydanticCustomError(
-            "instant_range",
-            "outside the ledger's range 1900-01-01T00:00:00Z .. 2199-12-31T23:59:59.999999Z",
-        )
-    return value
-
-
-def _no_controls(pattern: re.Pattern[str], allowed: str) -> Any:
-    def check(value: str) -> str:
-        if pattern.search(value):
-            raise PydanticCustomError("control_character", f"control characters {allowed}")
-        return value
-
-    return AfterValidator(check)
-
-
+# Checked by pydantic-core's own regex engine, not by Python callbacks: validation is on the ingest
+# hot path. The instants are read (and their range checked) once the record is valid otherwise, by
+# ``canonical_body``.
 Instant = Annotated[
-    AwareDatetime,
-    BeforeValidator(_instant_text),
-    AfterValidator(_instant_range),
-    WithJsonSchema(
-        {
-            "type": "string",
+    str,
+    StringConstraints(pattern=_RFC3339_PATTERN),
+    Field(
+        json_schema_extra={
             "format": "date-time",
-            "pattern": _RFC3339_PATTERN,
             "description": "RFC 3339 with offset, at most 6 fraction digits, between "
             "1900-01-01T00:00:00Z and 2199-12-31T23:59:59.999999Z once normalised to UTC.",
         }
     ),
 ]
 Text = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS),
-    Field(json_schema_extra={"pattern": _TEXT_PATTERN}),
-    _no_controls(_TEXT_FORBIDDEN, "are not allowed (tab, CR and LF are)"),
+    str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=_TEXT_PATTERN)
 ]
 Ident = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=MAX_IDENT_CHARS),
-    Field(json_schema_extra={"pattern": _IDENT_PATTERN}),
-    _no_controls(_IDENT_FORBIDDEN, "are not allowed in an identifier"),
+    str, StringConstraints(min_length=1, max_length=MAX_IDENT_CHARS, pattern=_IDENT_PATTERN)
 ]
+
+
+def _instant_problem(value: str) -> str:
+    """Why an instant's text was refused (only computed for refused records)."""
+    if _NAIVE.fullmatch(value):
+        return "timestamp must carry a UTC offset (RFC 3339), e.g. 2026-01-31T09:00:00+01:00"
+    if re.search(r"\.\d{7,}", value):
+        return "more than microsecond precision (at most 6 fraction digits)"
+    return "not an RFC 3339 timestamp with offset, e.g. 2026-01-31T09:00:00+01:00"
 
 
 class Channel(StrEnum):
@@ -251,12 +210,6 @@ class PromiseMadeEvent(_Envelope):
     type: Literal["promise.made"]
     data: PromiseMade
 
-    @model_validator(mode="after")
-    def _due_not_before_occurred(self) -> PromiseMadeEvent:
-        if self.data.due_at < self.occurred_at:
-            raise PydanticCustomError("due_before_occurred", "must not be before occurred_at")
-        return self
-
 
 class PromiseKeptEvent(_Envelope):
     type: Literal["promise.kept"]
@@ -314,31 +267,50 @@ ContractEvent = Annotated[
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(ContractEvent)
 
 
-def _canonical_value(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return {name: _canonical_value(getattr(value, name)) for name in type(value).model_fields}
-    if isinstance(value, datetime):
-        return format_instant(value)
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)  # 1.0 and 1 are the same number: one canonical form
-    if isinstance(value, list | tuple):
-        return [_canonical_value(v) for v in value]
-    return value
+def _read_instant(
+    holder: dict[str, Any], name: str, field: str, problems: list[FieldProblem]
+) -> datetime | None:
+    """Parse, range-check and normalise ``holder[name]`` in place; the parsed instant or None."""
+    text = holder.get(name)
+    if text is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        problems.append(FieldProblem(field, "not a valid date and time (RFC 3339)"))
+        return None
+    if not EARLIEST <= instant <= LATEST:
+        problems.append(FieldProblem(field, _RANGE))
+        return None
+    holder[name] = format_instant(instant)
+    return instant
 
 
-def canonical_body(model: BaseModel) -> dict[str, Any]:
-    """The body the ledger seals, built by the contract, not by a serializer.
+def canonical_body(model: _Envelope, origin: str = "") -> dict[str, Any]:
+    """The body the ledger seals, built by the contract, not by a serializer's formatting.
 
-    Every field of the model appears (absent optional ones as ``null``, defaults filled in);
-    instants are ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; enums their value; the UUID lower-case with
-    hyphens; an integral number is an integer. So the body of a fact does not depend on how its
-    publisher spelled it (offset, ``1`` or ``1.0``, upper-case UUID), nor on pydantic's serializer.
+    From the validated values (every field of the type present, absent optional ones as
+    ``null``, defaults filled in; enums as their value; the UUID lower-case with hyphens), the
+    contract fixes what a serializer would otherwise choose: instants become
+    ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC) and an integral number an integer. So the body of a fact
+    does not depend on how its publisher spelled it (offset, ``1`` or ``1.0``, upper-case UUID).
+    Instants outside the documented range, or a ``due_at`` before ``occurred_at``, are refused
+    here (``InvalidEventError``).
     """
-    body: dict[str, Any] = _canonical_value(model)
+    body: dict[str, Any] = model.model_dump(mode="json")
+    data = body["data"]
+    problems: list[FieldProblem] = []
+    occurred = _read_instant(body, "occurred_at", "occurred_at", problems)
+    due = _read_instant(data, "due_at", "data.due_at", problems)
+    _read_instant(data, "new_due_at", "data.new_due_at", problems)
+    if due is not None and occurred is not None and due < occurred:
+        problems.append(FieldProblem("data.due_at", "must not be before occurred_at"))
+    if problems:
+        raise InvalidEventError(origin, problems)
+    for name in ("weight", "fraction", "duration_s"):
+        value = data.get(name)
+        if type(value) is float and value.is_integer():
+            data[name] = int(value)  # 1.0 and 1 are the same number: one canonical form
     return body
 
 
@@ -353,11 +325,11 @@ class ValidEvent:
 
     def __init__(self, model: _Envelope, origin: str = "") -> None:
         self.origin = origin
-        self.body: dict[str, Any] = canonical_body(model)
+        self.body: dict[str, Any] = canonical_body(model, origin)
         self.event_id: str = self.body["event_id"]
         self.customer_id: str = model.customer_id
         self.type: str = self.body["type"]
-        self.occurred_at: datetime = model.occurred_at
+        self.occurred_at: datetime = datetime.fromisoformat(self.body["occurred_at"])
 
     def __repr__(self) -> str:
         return f"ValidEvent({self.type} {self.event_id} customer={self.customer_id})"
@@ -377,12 +349,14 @@ def _problems(exc: ValidationError) -> list[FieldProblem]:
             field, reason = "type", "missing"
         elif err["type"] == "extra_forbidden":
             reason = "unknown field (not in the v1 contract)"
-        elif err["type"] == "timezone_aware":
-            reason = "timestamp must carry a UTC offset (RFC 3339), e.g. 2026-01-31T09:00:00+01:00"
         elif err["type"] == "json_invalid":
             reason = f"not valid JSON ({err['ctx']['error'] if 'ctx' in err else err['msg']})"
-        elif err["type"] == "due_before_occurred":
-            field = "data.due_at"
+        elif err["type"] == "string_pattern_mismatch":
+            pattern = (err.get("ctx") or {}).get("pattern")
+            if pattern == _RFC3339_PATTERN:
+                reason = _instant_problem(str(err["input"]))
+            else:
+                reason = _PATTERN_REASONS.get(str(pattern), reason)
         elif err["type"] in ("model_type", "model_attributes_type") and not loc:
             reason = "a record must be one JSON object"
         problems.append(FieldProblem(field, reason))

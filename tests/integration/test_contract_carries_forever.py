@@ -184,17 +184,19 @@ def _assert_projected_unaltered(con: Any, valid: list[Any]) -> None:
     ).fetchall():
         assert _instant(occurred) == bodies[event_id]["occurred_at"]
         assert customer == bodies[event_id]["customer_id"]
-    made = {
-        (b["customer_id"], b["data"]["promise_id"]): b["data"]
+    made = sorted(
+        (b["customer_id"], b["data"]["promise_id"], b["data"]["weight"], b["data"]["due_at"])
         for b in bodies.values()
         if b["type"] == "promise.made"
-    }
-    for customer, pid, weight, due_at in con.execute(
-        "SELECT customer_id, promise_id, weight, due_at FROM promise_events WHERE type = 'promise.made'"
-    ).fetchall():
-        data = made[(customer, pid)]
-        assert weight == data["weight"]
-        assert _instant(due_at) == data["due_at"]
+    )
+    projected_made = sorted(
+        (customer, pid, weight, _instant(due_at))
+        for customer, pid, weight, due_at in con.execute(
+            "SELECT customer_id, promise_id, weight, due_at FROM promise_events "
+            "WHERE type = 'promise.made'"
+        ).fetchall()
+    )
+    assert projected_made == made
     durations = sorted(
         b["data"]["duration_s"]
         for b in bodies.values()
