@@ -140,6 +140,7 @@ def test_an_oversized_invalid_record_is_dead_lettered_truncated_with_its_size_an
 ) -> None:
     assert settings.kafka_bootstrap
     settings = settings.model_copy(update={"partitions": 1})
+    assert settings.kafka_bootstrap
     good = [event_dict(customer_id=f"c{i % 3}", promise_id=f"p{i}") for i in range(30)]
     big = _oversized_line("c1")
     values = [raw(e) for e in good[:15]] + [big] + [raw(e) for e in good[15:]]
@@ -175,6 +176,7 @@ def test_a_dead_letter_that_cannot_be_delivered_stops_ingest_before_committing_t
 ) -> None:
     assert settings.kafka_bootstrap
     settings = settings.model_copy(update={"partitions": 1, "kafka_timeout_s": 2})
+    assert settings.kafka_bootstrap
     good = [event_dict(customer_id="c1", promise_id=f"p{i}") for i in range(10)]
     poison = b"{not json"
     ensure_topics(settings.kafka_bootstrap, settings.topics, 10)
