@@ -125,12 +125,13 @@ class DeadLetterQueue:
             return
         pending, self._pending = self._pending, []
         self._settle(pending, timeout_s)
-        retry = [p for p in pending if not p.truncated and isinstance(p.error, _TOO_LARGE)]
-        for p in retry:
-            p.truncated = True
-            self._send(p)
-        if retry:
-            self._settle(retry, timeout_s)
+        # A refused batch may have held small records too: each is sent again on its own, and
+        # truncated only if it is larger than the truncated copy.
+        for p in pending:
+            if not p.truncated and isinstance(p.error, _TOO_LARGE):
+                p.truncated = len(p.record.value) > TRUNCATED_BYTES
+                self._send(p)
+                self._settle([p], timeout_s)
         failures = [(p.record.origin, _describe(p.error)) for p in pending if p.error is not None]
         if failures:
             raise DeadLetterError(self.topic, failures)

@@ -14,12 +14,13 @@ from typing import Any
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
 
 import consumers.ingest
 from consumers.broker import EmbeddedBroker
 from consumers.dead_letters import TRUNCATED_BYTES, DeadLetterError
 from consumers.ingest import IngestConsumer, tracking_name
-from consumers.kafka_clients import make_producer
+from consumers.kafka_clients import make_admin, make_producer
 from consumers.topics import ensure_topics
 from ledger.settings import Settings
 from ledger.store import LedgerStore
@@ -117,6 +118,23 @@ def _run_ingest(settings: Settings, store: LedgerStore) -> IngestConsumer:
 
 def _produce_with_big_records(settings: Settings, values: list[bytes], keys: list[bytes]) -> None:
     assert settings.kafka_bootstrap
+    # A real Kafka refuses records over the topic's max.message.bytes (1 MB by default); the test
+    # broker enforces no topic configuration.
+    admin = make_admin(settings.kafka_bootstrap, 10)
+    try:
+        admin.create_topics(
+            [
+                NewTopic(
+                    settings.events_topic,
+                    settings.partitions,
+                    1,
+                    topic_configs={"max.message.bytes": str(8 * 1024 * 1024)},
+                )
+            ],
+            timeout_ms=10_000,
+        )
+    finally:
+        admin.close()
     ensure_topics(settings.kafka_bootstrap, settings.topics, 10)
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
