@@ -30,6 +30,21 @@ from ledger.errors import BrokerUnavailableError, InvalidEventError
 MAX_IN_FLIGHT = 50_000
 
 
+class PublishInterruptedError(BrokerUnavailableError):
+    """The broker stopped answering mid-publish; only ``delivered`` records are known to be in."""
+
+    def __init__(self, topic: str, cause: BaseException, delivered: int, offered: int) -> None:
+        self.topic = topic
+        self.delivered = delivered
+        self.offered = offered
+        super().__init__(
+            f"the broker stopped answering while publishing to {topic} ({describe(cause)}): "
+            f"{delivered:,} of {offered:,} records sent were confirmed delivered; the rest may or "
+            "may not have been delivered. Publishing the same files again is safe (event_id "
+            "dedupe seals each event once)."
+        )
+
+
 @dataclass(frozen=True)
 class Undelivered:
     """A line the broker or client refused; ``origin`` is ``file:line``."""
@@ -106,6 +121,10 @@ class _Deliveries:
                 self.undelivered.append(Undelivered(origin, describe(exc)))
             self._lock.notify_all()
 
+    def confirmed(self) -> int:
+        with self._lock:
+            return self.delivered
+
     def refused(self, origin: str, exc: BaseException) -> None:
         with self._lock:
             self.undelivered.append(Undelivered(origin, describe(exc)))
@@ -145,7 +164,7 @@ def publish_records(
 
     Returns the report when the broker answered for every record sent (some may have been
     refused: ``report.undelivered``). Raises ``BrokerUnavailableError`` when the broker stopped
-    answering; the message names how many records were confirmed delivered before it did.
+    answering (``PublishInterruptedError``, naming how many were confirmed delivered before).
     """
     report = PublishReport()
     deliveries = _Deliveries()
@@ -153,15 +172,8 @@ def publish_records(
     settle_s = timeout_s * 3 + 5
     offered = 0
 
-    def broker_gone(exc: BaseException) -> BrokerUnavailableError:
-        with deliveries._lock:
-            delivered = deliveries.delivered
-        return BrokerUnavailableError(
-            f"the broker stopped answering while publishing to {topic} ({describe(exc)}): "
-            f"{delivered:,} of {offered:,} records sent were confirmed delivered; the rest may or "
-            "may not have been delivered. Publishing the same files again is safe (event_id "
-            "dedupe seals each event once)."
-        )
+    def broker_gone(exc: BaseException) -> PublishInterruptedError:
+        return PublishInterruptedError(topic, exc, deliveries.confirmed(), offered)
 
     for record in records:
         if validate:
