@@ -31,6 +31,7 @@ import pytest
 
 from consumers.broker import EmbeddedBroker, free_port
 from cxl.synthetic import HistoryGenerator
+from ledger.errors import StoreError
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from tests.events import event_dict
@@ -292,8 +293,22 @@ def _terminate_connections(database: str) -> int:
 
 
 def _ledger_length(store_url: str) -> int:
-    with LedgerStore(store_url) as store:
-        return store.max_position()
+    """The ledger's length, 0 until ingest has created the store's tables.
+
+    Opening a fresh PostgreSQL store creates its tables; doing that while ingest does the same
+    fails with "tuple concurrently updated", so this waits for them to exist first.
+    """
+    with psycopg.connect(store_url, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+    if not row or row[0] < 2:
+        return 0
+    try:
+        with LedgerStore(store_url) as store:
+            return store.max_position()
+    except StoreError:  # the same race, on DDL the store runs after creating its tables
+        return 0
 
 
 def test_postgresql_connections_killed_mid_load_then_a_restart_seals_everything_once(
