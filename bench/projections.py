@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from bench.figures import Figure, Target
 from cxl.synthetic import HistoryGenerator
 from ledger.contract import parse_event
 from ledger.store import SEALED_TOPIC, LedgerStore
@@ -90,27 +91,20 @@ def gap_latency(path: Path, promises: int, runs: int = 7) -> list[float]:
     return timings
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--promises", type=int, default=10_000_000)
-    args = parser.parse_args()
-    print(
-        f"cx-ledger projection benchmark · {args.events:,} sealed events · {args.promises:,} promises"
-    )
+def run(events: int = 1_000_000, promises: int = 10_000_000) -> list[Figure]:
+    """Run the projection benchmark; print and return its figures."""
+    print(f"cx-ledger projection benchmark · {events:,} sealed events · {promises:,} promises")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with LedgerStore(str(root / "ledger.sqlite")) as store:
             started = time.perf_counter()
-            sealed = seal_history(store, args.events)
+            sealed = seal_history(store, events)
             print(f"  setup: sealed {sealed:,} events in {time.perf_counter() - started:.1f} s")
 
             count, seconds = raw_read(store)
-            raw_rate = count / seconds
+            raw = Figure("raw notification-log read", "events/s", count / seconds)
             print(
-                f"  raw notification-log read     {count:>10,} in {seconds:6.2f} s = {raw_rate:>9,.0f} events/s"
+                f"  raw notification-log read     {count:>10,} in {seconds:6.2f} s = {raw.value:>9,.0f} events/s"
             )
 
             con = connect(root / "live.duckdb")
@@ -118,31 +112,61 @@ def main() -> None:
             applied = catch_up(con, store)
             seconds = time.perf_counter() - started
             con.close()
-            catch_rate = applied / seconds
+            catch = Figure(
+                f"projection catch-up over {applied:,} sealed events",
+                "events/s",
+                applied / seconds,
+                baseline=raw,
+                targets=(Target(">=", 0.4, on="ratio"),),
+            )
             print(
-                f"  projection catch-up (from 0)  {applied:>10,} in {seconds:6.2f} s = {catch_rate:>9,.0f} events/s"
+                f"  projection catch-up (from 0)  {applied:>10,} in {seconds:6.2f} s = {catch.value:>9,.0f} events/s"
             )
 
             started = time.perf_counter()
             replayed = replay(store, datetime(2100, 1, 1, tzinfo=UTC), root / "replay.duckdb")
             replay_s = time.perf_counter() - started
+            full_replay = Figure(
+                f"full replay of {replayed:,} events to a new file",
+                "s",
+                replay_s,
+                note="reported, no target",
+            )
             print(f"  full replay to a new file     {replayed:>10,} in {replay_s:6.2f} s")
 
-        timings = gap_latency(root / "gap.duckdb", args.promises)
+        timings = gap_latency(root / "gap.duckdb", promises)
         median_ms = statistics.median(timings) * 1000
+        gap = Figure(
+            f"gap --by made_by,due_month on {promises:,} promises (median)",
+            "ms",
+            median_ms,
+            targets=(Target("<=", 300),),
+            note="runs: " + ", ".join(f"{t * 1000:.0f}" for t in timings) + " ms",
+        )
         print(
-            f"  gap --by made_by,due_month on {args.promises:,} promises: median {median_ms:.0f} ms "
+            f"  gap --by made_by,due_month on {promises:,} promises: median {median_ms:.0f} ms "
             f"(runs: {', '.join(f'{t * 1000:.0f}' for t in timings)} ms)"
         )
-    ratio = catch_rate / raw_rate
+    ratio = catch.ratio or 0.0
     print()
     print(
-        f"  catch-up / raw read   {ratio:6.2f}   target ≥ 0.40    {'met' if ratio >= 0.4 else 'MISSED'}"
+        f"  catch-up / raw read   {ratio:6.2f}   target ≥ 0.40    {'met' if catch.met else 'MISSED'}"
     )
     print(f"  replay of {replayed:,}   {replay_s:6.1f} s  (reported, no target)")
     print(
-        f"  gap median            {median_ms:6.0f} ms target ≤ 300  {'met' if median_ms <= 300 else 'MISSED'}"
+        f"  gap median            {median_ms:6.0f} ms target ≤ 300  {'met' if gap.met else 'MISSED'}"
     )
+    return [raw, catch, full_replay, gap]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--promises", type=int, default=10_000_000)
+    args = parser.parse_args()
+    run(args.events, args.promises)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,24 @@ def make_producer(bootstrap: str, timeout_s: float, **overrides: Any) -> KafkaPr
         raise _unreachable(bootstrap, exc) from exc
 
 
+def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
+    """Close ``producer``, abandoning what it could not deliver within ``timeout_s``.
+
+    Used after delivery outcomes were already collected: ``close`` raises when records are still
+    unacknowledged (a broker that went away), and that must not hide the error being reported.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaError:
+        # close() flushes first and raises if that times out, leaving the I/O thread running and
+        # the producer open (its __del__ would try again). kafka-python has no public way to
+        # abandon unsent records, so stop the sender the way close() itself does after a timeout.
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+        producer._closed = True
+
+
 def make_consumer(bootstrap: str, timeout_s: float, max_poll_records: int = 5000) -> KafkaConsumer:
     """Manually assigned consumer (no group join: the store, not Kafka, holds positions)."""
     try:

@@ -5,6 +5,12 @@ readers drop repeats by (customer, seq). Records are sent in batches, each flush
 starts; every record carries its batch's first position (header ``cxl-batch-start``). So on start
 (and after any producer error) the topic itself says where to resume: the largest batch start found
 in the last record of each partition — everything before it was fully delivered.
+
+Offsets only grow within one life of a topic. Every acknowledgement says at which offset a record
+landed; when a page lands at or below an offset the relay already wrote to that partition, the
+topic was deleted and recreated (or the broker lost its storage) since: the relay publishes again
+from position 1. After a producer error it also compares each partition's high watermark with what
+it wrote there, and a shorter log is a reset too.
 """
 
 from __future__ import annotations
@@ -63,6 +69,11 @@ class LedgerRelay:
         self.retries = retries
         self._producer: KafkaProducer | None = None
         self._next: int | None = None
+        # Highest offset this relay wrote to each partition of the topic's current life.
+        self._written: dict[int, int] = {}
+        # Lowest and highest offset of the last page sent, per partition.
+        self._landed: dict[int, tuple[int, int]] = {}
+        self.resets = 0
 
     @classmethod
     def for_settings(cls, store: LedgerStore, bootstrap: str, settings: Settings) -> LedgerRelay:
@@ -82,6 +93,10 @@ class LedgerRelay:
 
     def resume_position(self) -> int:
         """First ledger position not known to be fully delivered to the topic."""
+        return self._read_end()[0]
+
+    def _read_end(self) -> tuple[int, dict[int, int]]:
+        """The resume position, and the high watermark of each partition read to its end."""
         ensure_topics(self.bootstrap, {self.topic: self.partitions}, self.timeout_s)
         consumer = make_consumer(self.bootstrap, self.timeout_s)
         try:
@@ -90,7 +105,7 @@ class LedgerRelay:
                 for p in sorted(consumer.partitions_for_topic(self.topic) or ())
             ]
             if not tps:
-                return 1
+                return 1, {}
             consumer.assign(tps)
             ends = consumer.end_offsets(tps, timeout_ms=int(self.timeout_s * 1000))
             pending = {tp for tp in tps if ends.get(tp)}
@@ -112,7 +127,10 @@ class LedgerRelay:
                 raise BrokerUnavailableError(
                     f"could not read the end of {self.topic} within {self.timeout_s:.0f}s"
                 )
-            return max(1, last_batch_start)
+            highs = {
+                tp.partition: high for tp in tps if (high := consumer.highwater(tp)) is not None
+            }
+            return max(1, last_batch_start), highs
         finally:
             consumer.close()
 
@@ -135,33 +153,76 @@ class LedgerRelay:
 
     def _publish(self, limit: int | None) -> int:
         if self._next is None:
-            self._next = self.resume_position()
+            resume, highs = self._read_end()
+            if any(p in highs and highs[p] <= offset for p, offset in self._written.items()):
+                # The topic holds fewer records than this relay wrote to it: it is a new log.
+                self._reset()
+            else:
+                self._next = resume
         if self._producer is None:
             self._producer = make_producer(self.bootstrap, self.timeout_s)
         sent = 0
-        for page in self.store.read(self._next, page=self.batch_size):
-            batch_start = str(page[0].position).encode()
-            futures = []
-            for event in page:
-                futures.append(
-                    self._producer.send(
-                        self.topic,
-                        key=event.customer_id.encode(),
-                        value=ledger_record(event),
-                        headers=[
-                            (BATCH_START, batch_start),
-                            (POSITION, str(event.position).encode()),
-                        ],
-                    )
-                )
-            self._producer.flush(timeout=self.timeout_s * 3)
-            for future in futures:
-                future.get(timeout=0)  # surfaces a failed delivery as KafkaError
-            self._next = page[-1].position + 1
-            sent += len(page)
-            if limit is not None and sent >= limit:
-                break
-        return sent
+        while True:
+            reset = False
+            for page in self.store.read(self._next or 1, page=self.batch_size):
+                sent += self._send_page(page)
+                if self._was_reset():
+                    reset = True
+                    break
+                self._next = page[-1].position + 1
+                if limit is not None and sent >= limit:
+                    return sent
+            if not reset:
+                return sent
+            # The topic is a new log (deleted and recreated, or a new cluster): it holds at most
+            # what was written since, so everything is published again from the first position.
+            self._reset()
+
+    def _reset(self) -> None:
+        self.resets += 1
+        self._written.clear()
+        self._landed.clear()
+        self._next = 1
+        ensure_topics(self.bootstrap, {self.topic: self.partitions}, self.timeout_s)
+
+    def _send_page(self, page: list[SealedEvent]) -> int:
+        """Send one page and wait for every acknowledgement; note where each record landed."""
+        assert self._producer is not None
+        batch_start = str(page[0].position).encode()
+        futures = [
+            self._producer.send(
+                self.topic,
+                key=event.customer_id.encode(),
+                value=ledger_record(event),
+                headers=[(BATCH_START, batch_start), (POSITION, str(event.position).encode())],
+            )
+            for event in page
+        ]
+        self._producer.flush(timeout=self.timeout_s * 3)
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for future in futures:
+            metadata = future.get(timeout=0)  # surfaces a failed delivery as KafkaError
+            p, offset = metadata.partition, metadata.offset
+            first[p] = min(first.get(p, offset), offset)
+            last[p] = max(last.get(p, offset), offset)
+        self._landed = {p: (first[p], last[p]) for p in first}
+        return len(page)
+
+    def _was_reset(self) -> bool:
+        """True when the last page landed at or below an offset this relay already wrote to.
+
+        Offsets only grow within one life of a partition, so a lower one is a new log: detected by
+        identity (where our own records land), not by comparing lengths.
+        """
+        reset = any(
+            first <= self._written[p]
+            for p, (first, _) in self._landed.items()
+            if p in self._written
+        )
+        for p, (_, last) in self._landed.items():
+            self._written[p] = last
+        return reset
 
     def run(
         self,

@@ -199,6 +199,8 @@ def publish(
     ] = True,
 ) -> None:
     """Append the events of JSON-lines files to the events topic (key = customer_id)."""
+    from consumers.kafka_clients import close_producer
+
     settings = _ctx(ctx).settings
     _check_files(files)
     with kafka_access(settings, may_embed=False) as kafka:
@@ -214,14 +216,20 @@ def publish(
                     settings.events_topic,
                     validate=validate,
                     timeout_s=settings.kafka_timeout_s,
-                    on_progress=lambda n: ticker.update(f"{n:,} sent"),
+                    on_progress=lambda n: ticker.update(f"{n:,} delivered"),
                 )
         finally:
-            producer.close(timeout=settings.kafka_timeout_s)
-    report_rejects([str(e) for e in report.rejected])
-    out.print(f"sent {report.sent:,} to {settings.events_topic}, rejected {len(report.rejected):,}")
-    if report.rejected:
-        raise RejectedRecordsError(f"{len(report.rejected):,} lines rejected; the rest were sent")
+            close_producer(producer, settings.kafka_timeout_s)
+    report_rejects([str(e) for e in report.rejected] + [str(u) for u in report.undelivered])
+    out.print(
+        f"sent {report.delivered:,} to {settings.events_topic} (delivery acknowledged), "
+        f"not delivered {report.failed:,}, rejected {len(report.rejected):,}"
+    )
+    if report.rejected or report.undelivered:
+        raise RejectedRecordsError(
+            f"{len(report.rejected):,} lines rejected and {report.failed:,} not delivered; "
+            f"the other {report.delivered:,} were delivered"
+        )
 
 
 def _install_stop_handlers(stop: Any) -> None:
