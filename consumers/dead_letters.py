@@ -76,6 +76,19 @@ class DeadLetterQueue:
         self._pending: list[_Pending] = []
 
     @property
+    def producer(self) -> KafkaProducer:
+        return self._producer
+
+    def replace_producer(self, producer: KafkaProducer) -> KafkaProducer:
+        """Use ``producer`` from now on; returns the old one for the caller to close.
+
+        After a broker restart an idempotent producer never recovers (DESIGN.md), so ingest gives
+        its dead-letter queue a new one when it starts a new epoch.
+        """
+        old, self._producer = self._producer, producer
+        return old
+
+    @property
     def max_record_bytes(self) -> int:
         """Largest value sent whole; beyond it the truncated copy goes instead."""
         limit = int(getattr(self._producer, "config", {}).get("max_request_size", 1024 * 1024))

@@ -29,7 +29,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from consumers.dead_letters import DeadLetterQueue
-from consumers.kafka_clients import make_consumer, make_producer
+from consumers.kafka_clients import close_producer, make_consumer, make_producer
 from consumers.log_identity import (
     NO_TOPIC_ID,
     TopicIdentity,
@@ -222,7 +222,7 @@ class IngestConsumer:
             gc.set_threshold(*thresholds)
             gc.unfreeze()
             consumer.close()
-            producer.close(timeout=s.kafka_timeout_s)
+            close_producer(dead_letters.producer, s.kafka_timeout_s)
         return self.stats
 
     def stop(self) -> None:
@@ -333,6 +333,9 @@ class IngestConsumer:
         self._probes.pop(partition, None)
         s = self.settings
         ensure_topics(self.bootstrap, s.topics, s.kafka_timeout_s)
+        if not self.owns_broker:  # a restarted broker leaves the old producer broken for good
+            fresh = make_producer(self.bootstrap, s.kafka_timeout_s)
+            close_producer(dead_letters.replace_producer(fresh), 0)
         self._epochs[partition] = self._new_epoch(partition, self._epochs[partition])
         consumer.seek(TopicPartition(self._topic, partition), 0)
 

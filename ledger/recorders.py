@@ -28,6 +28,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import (
     IntegrityError,
+    InterfaceError,
     OperationalError,
     PersistenceError,
     StoredEvent,
@@ -35,6 +36,10 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteProcessRecorder
+from eventsourcing.utils import retry
+
+# A terminated or restarted database session is reconnected, as the library's own reads are.
+_reconnecting = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +274,7 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
             self._lock_table(cursor)
             yield SealingTransaction(self, cursor, "%s")
 
+    @_reconnecting
     def source_mark(self, name: str) -> SourceMark | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
@@ -279,6 +285,7 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
             row = c.fetchone()
         return None if row is None else SourceMark(row["position"], row["fingerprint"])
 
+    @_reconnecting
     def rows(self, start: int, limit: int) -> list[StoredRow]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
@@ -298,6 +305,7 @@ class PostgresLedgerRecorder(PostgresProcessRecorder):
                 for r in c.fetchall()
             ]
 
+    @_reconnecting
     def event_id_rows(self, after: str, limit: int) -> list[tuple[str, str, str]]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,10 +187,9 @@ class LedgerStore:
         self.url = url
         self._clock = clock
         env = _environment(url)
-        if "POSTGRES_SCHEMA" in env:
-            _create_postgres_schema(env)
         try:
-            self._app = LedgerApplication(env=env)
+            with _postgres_setup(env):
+                self._app = LedgerApplication(env=env)
         except PersistenceError as exc:
             raise StoreError(f"cannot open the ledger store {_redact(url)}: {exc}") from exc
         self.recorder: LedgerRecorder = self._app.recorder  # type: ignore[assignment]
@@ -481,11 +481,21 @@ def _redact(url: str) -> str:
     return url
 
 
-def _create_postgres_schema(env: dict[str, str]) -> None:
+@contextmanager
+def _postgres_setup(env: dict[str, str]) -> Iterator[None]:
+    """For PostgreSQL: create the schema, and hold an advisory lock while the tables are created.
+
+    Two processes opening a new store at once (ingest workers) would otherwise race in
+    ``CREATE TABLE IF NOT EXISTS`` ("tuple concurrently updated").
+    """
+    if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
+        yield
+        return
     import psycopg
 
+    schema = env.get("POSTGRES_SCHEMA", "public")
     try:
-        with psycopg.connect(
+        conn = psycopg.connect(
             dbname=env["POSTGRES_DBNAME"],
             host=env["POSTGRES_HOST"],
             port=int(env["POSTGRES_PORT"]),
@@ -493,7 +503,11 @@ def _create_postgres_schema(env: dict[str, str]) -> None:
             password=env["POSTGRES_PASSWORD"] or None,
             connect_timeout=5,
             autocommit=True,
-        ) as conn:
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{env["POSTGRES_SCHEMA"]}"')
+        )
     except psycopg.Error as exc:
         raise StoreError(f"cannot reach PostgreSQL at {env['POSTGRES_HOST']}: {exc}") from exc
+    with conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"cx-ledger setup {schema}"])
+        if "POSTGRES_SCHEMA" in env:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        yield
