@@ -47,7 +47,7 @@ def seal_history(store: LedgerStore, n: int) -> int:
 
 
 def raw_read(store: LedgerStore) -> tuple[int, float]:
-    recorder = store._recorder  # the recorder itself: what any follower must at least pay
+    recorder = store.recorder  # the recorder itself: what any follower must at least pay
     started = time.perf_counter()
     count, start = 0, 1
     while True:

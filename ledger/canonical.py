@@ -62,4 +62,5 @@ def canonical_json(value: Any) -> bytes:
 
 def format_instant(instant: datetime) -> str:
     """An aware datetime as the canonical instant string: UTC, microseconds, ``Z``."""
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = instant.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"  # strftime is ~10x slower

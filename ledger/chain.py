@@ -27,13 +27,18 @@ def content_digest(body_bytes: bytes) -> str:
 
 
 def sealed_bytes(body_bytes: bytes, seq: int, recorded_at: str) -> bytes:
-    """Canonical bytes of ``{"event": body, "recorded_at": recorded_at, "seq": seq}``."""
+    """Canonical bytes of ``{"event": body, "recorded_at": recorded_at, "seq": seq}``.
+
+    ``recorded_at`` is a canonical instant (``ledger.canonical.format_instant``): ASCII digits and
+    ``-:.TZ``, which RFC 8785 writes as they are.
+    """
     return b"".join(
         (
             b'{"event":',
             body_bytes,
-            b',"recorded_at":',
-            canonical_json(recorded_at),
+            b',"recorded_at":"',
+            recorded_at.encode("ascii"),  # a canonical instant: nothing in it needs escaping
+            b'"',
             b',"seq":',
             str(seq).encode("ascii"),
             b"}",
