@@ -40,7 +40,7 @@ from consumers.log_identity import (
 from consumers.records import InboundRecord, validate_records
 from consumers.relay import LedgerRelay
 from consumers.topics import ensure_topics
-from ledger.errors import BrokerUnavailableError, LogResetError
+from ledger.errors import BrokerUnavailableError, LedgerTamperedError, LogResetError
 from ledger.settings import Settings
 from ledger.store import LedgerStore, SealReport
 
@@ -252,8 +252,13 @@ class IngestConsumer:
             return
         mark = self.store.source_mark(name)
         if mark is None or mark.position != last:
-            consumer.seek(tp, last + 1)  # a position recorded before marks existed
-            return
+            found = "none" if mark is None else f"one for offset {mark.position}"
+            raise LedgerTamperedError(
+                None,
+                f"recorded offset {last} has no matching log identity ({found}); the store was "
+                "edited outside cx-ledger, run `cxl verify`",
+                place=f"source position {name}",
+            )
         topic_id, fingerprint = split_mark(mark.fingerprint)
         if NO_TOPIC_ID not in (topic_id, self._topic_id) and topic_id != self._topic_id:
             why = f"topic id {self._topic_id}, not {topic_id} as when last consumed"

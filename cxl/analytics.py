@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cxl.output import Format, Ticker, emit_rows, err, out
-from cxl.store_access import open_store
+from cxl.store_access import ensure_home, open_store
 from ledger.errors import ConfigError
 from ledger.settings import Settings
 from projections.export import export_all
@@ -57,7 +57,8 @@ def _check_target(settings: Settings, target: Path) -> None:
 
 def _caught_up(settings: Settings) -> Any:
     ticker = Ticker("projecting")
-    with open_store(settings) as store, ticker.running():
+    with open_store(settings, read_only=True) as store, ticker.running():
+        ensure_home(settings)  # the projections live there
         return open_caught_up(
             settings.projections_path,
             store,
@@ -101,7 +102,7 @@ def register(app: typer.Typer) -> None:
         settings = _settings(ctx)
         _check_target(settings, to)
         ticker = Ticker("replaying")
-        with open_store(settings) as store, ticker.running():
+        with open_store(settings, read_only=True) as store, ticker.running():
             applied = replay(
                 store,
                 instant,

@@ -155,10 +155,10 @@ def ingest(
                 f"{r.lines:,} lines, {r.seal.sealed:,} sealed, {r.lines / max(time.monotonic() - started, 1e-9):,.0f} lines/s"
             ),
         )
-    rejects = [str(e) for e in report.invalid] + [
-        f"{r.event.origin}: event_id: {r.reason}" for r in report.seal.rejected
+    rejects = [(e.origin, str(e)) for e in report.invalid] + [
+        (r.event.origin, f"{r.event.origin}: event_id: {r.reason}") for r in report.seal.rejected
     ]
-    report_rejects(rejects)
+    report_rejects([message for _, message in sorted(rejects, key=_file_line)])
     summary = {
         "lines": report.lines,
         "sealed": report.seal.sealed,
@@ -358,7 +358,10 @@ def relay_command(
 @app.command()
 def broker(
     ctx: typer.Context,
-    port: Annotated[int | None, typer.Option(help="Loopback port (default: a free one).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Loopback port (default: a free one)."),
+    ] = None,
 ) -> None:
     """Run the embedded Kafka broker (Tansu, memory only) in the foreground until Ctrl-C."""
     settings = _ctx(ctx).settings
@@ -376,6 +379,12 @@ def broker(
             raise CxlError(f"the broker exited unexpectedly; see {running.log_path}")
 
 
+def _file_line(reject: tuple[str, str]) -> tuple[str, int]:
+    """Order rejects as the files hold them: ``file.jsonl:12`` by file, then line number."""
+    name, _, line = reject[0].rpartition(":")
+    return (name, int(line)) if line.isdigit() else (reject[0], 0)
+
+
 # -- audit ----------------------------------------------------------------------------------------
 
 
@@ -387,7 +396,7 @@ def verify(
     """Recompute every customer's hash chain; print the first break, or the totals when all verify."""
     settings = _ctx(ctx).settings
     ticker = Ticker("verifying")
-    with open_store(settings) as store, ticker.running():
+    with open_store(settings, read_only=True) as store, ticker.running():
         report = verify_chains(store, on_progress=lambda n: ticker.update(f"{n:,} events"))
     if fmt is Format.table:
         out.print(f"ok {report.events} events, {report.customers} customers")
@@ -414,6 +423,10 @@ def schemas(
     check: Annotated[bool, typer.Option(help="Only check the files match the models.")] = False,
 ) -> None:
     """Write (or --check) the JSON Schema of every v1 event type, generated from the models."""
+    if check and not directory.is_dir():
+        raise ConfigError(
+            f"--dir {directory}: no such directory (run from the repository root, or pass --dir)"
+        )
     drift = []
     for name, schema in json_schemas().items():
         text = json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -14,10 +14,18 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # Piped output is read by people too (CI logs, `| less`): don't squeeze tables into 80 columns.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Data printed here comes from publishers: never read it as console markup or emoji codes.
+out = Console(
+    highlight=False,
+    markup=False,
+    emoji=False,
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() else 160,
+)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 MAX_LISTED_REJECTS = 200
 
@@ -41,13 +49,13 @@ def emit_rows(rows: Sequence[dict[str, Any]], fmt: Format, title: str | None = N
             writer.writerows(rows)
         sys.stdout.write(buffer.getvalue())
         return
-    table = Table(title=title, show_lines=False)
+    table = Table(title=Text(title) if title else None, show_lines=False)
     columns = list(rows[0]) if rows else []
     for column in columns:
         numeric = rows and isinstance(rows[0][column], int | float)
-        table.add_column(column, justify="right" if numeric else "left")
+        table.add_column(Text(column), justify="right" if numeric else "left")
     for row in rows:
-        table.add_row(*(_cell(row[c]) for c in columns))
+        table.add_row(*(Text(_cell(row[c])) for c in columns))
     out.print(table)
 
 

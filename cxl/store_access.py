@@ -48,8 +48,16 @@ def check_store_file(store_url: str) -> None:
         raise StoreError(f"the ledger store {path} is not a SQLite database (check CXL_STORE)")
 
 
-def open_store(settings: Settings) -> LedgerStore:
-    """The configured ledger store, after checking its home and file."""
-    ensure_home(settings)
+def open_store(settings: Settings, *, read_only: bool = False) -> LedgerStore:
+    """The configured ledger store, after checking its home and file.
+
+    ``read_only`` for commands that only read the ledger: the store must already exist, and
+    nothing is created in it (``LedgerStore``) nor in ``CXL_HOME``.
+    """
+    if read_only:
+        if settings.home.exists() and not settings.home.is_dir():
+            raise ConfigError(f"CXL_HOME {settings.home} is a file, not a directory")
+    else:
+        ensure_home(settings)
     check_store_file(settings.store_url)
-    return LedgerStore(settings.store_url)
+    return LedgerStore(settings.store_url, read_only=read_only)

@@ -138,8 +138,14 @@ class _Verifier:
             raise ChainBrokenError(
                 customer, seq, "customer_id", customer, str(body.get("customer_id"))
             )
-        if seq != head.seq + 1 or row.originator_version != seq + 1:
+        if seq != head.seq + 1:
             raise ChainBrokenError(customer, seq, "seq", str(head.seq + 1), str(seq))
+        if row.originator_version != seq + 1:
+            raise LedgerTamperedError(
+                row.position,
+                f"customer {customer!r} seq {seq} is stored as stream version "
+                f"{row.originator_version}, not {seq + 1}",
+            )
         if prev_hash != head.hash:
             raise ChainBrokenError(customer, seq, "prev_hash", head.hash, str(prev_hash))
         recomputed = seal_hash(prev_hash, canonical, seq, recorded_at)
@@ -196,12 +202,32 @@ class _Verifier:
                 f"the event-id index ({index_rows:,} rows) does not match the "
                 f"{self.events:,} sealed events (a row was edited, added or removed)",
             )
+        _check_positions(store)
         heads = hashlib.sha256()
         for head in sorted(self.heads.values(), key=lambda h: h.customer_id):
             heads.update(f"{head.customer_id}\x00{head.seq}\x00{head.hash}\n".encode())
         return VerifyReport(
             events=self.events, customers=len(self.heads), head_digest=heads.hexdigest()
         )
+
+
+def _check_positions(store: LedgerStore) -> None:
+    """Every recorded source position has its mark, written in the same transaction, and the
+    mark names the same position: a position moved by hand (which would make a consumer skip
+    records) or a mark without its position is caught."""
+    positions = store.positions()
+    marks = store.source_marks()
+    for name in sorted(positions.keys() | marks.keys()):
+        position, mark = positions.get(name), marks.get(name)
+        if position is None or mark is None or mark.position != position:
+            recorded = "none" if position is None else f"{position}"
+            marked = "none" if mark is None else f"{mark.position}"
+            raise LedgerTamperedError(
+                None,
+                f"recorded position {recorded}, but its mark says {marked} (a position or a "
+                "mark was edited, added or removed outside cx-ledger)",
+                place=f"source position {name}",
+            )
 
 
 def verify_chains(

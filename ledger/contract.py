@@ -47,10 +47,14 @@ LATEST = datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 _RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 _NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
-_IDENT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+# C0, DEL and C1 controls anywhere; in identifiers (which reports print in columns) also line and
+# paragraph separators, bidirectional overrides and isolates, and U+FEFF, which let a value
+# rearrange or hide what is printed beside it.
+_IDENT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]*$"
+_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 _PATTERN_REASONS = {
-    _IDENT_PATTERN: "control characters are not allowed in an identifier",
+    _IDENT_PATTERN: "control, separator and bidirectional formatting characters are not allowed "
+    "in an identifier",
     _TEXT_PATTERN: "control characters are not allowed (tab, CR and LF are)",
 }
 INSTANT_FIELDS = ("occurred_at", "data.due_at", "data.new_due_at")

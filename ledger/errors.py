@@ -79,15 +79,16 @@ class ChainBrokenError(CxlError):
 class LedgerTamperedError(CxlError):
     """A stored row of the ledger is not what sealing wrote: edited, inserted, removed or reordered.
 
-    ``position`` is the row's place in the ledger order (``None`` for the event-id index).
+    ``position`` is the row's place in the ledger order (``None`` for the event-id index, or for
+    another table named by ``place``).
     """
 
     exit_code = 4
 
-    def __init__(self, position: int | None, what: str) -> None:
+    def __init__(self, position: int | None, what: str, *, place: str | None = None) -> None:
         self.position = position
         self.what = what
-        where = "event-id index" if position is None else f"ledger position {position}"
+        where = place or ("event-id index" if position is None else f"ledger position {position}")
         super().__init__(f"ledger altered at {where}: {what}")
 
 

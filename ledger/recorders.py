@@ -166,7 +166,55 @@ _EXTRA_TABLES = (
 )
 
 
-class SQLiteLedgerRecorder(SQLiteProcessRecorder):
+SQLITE_LEDGER_TABLES = ("stored_events", "tracking", "cxl_event_ids", "cxl_source_marks")
+
+
+class _LedgerCounts:
+    """Whole-table reads: recorded positions and marks for ``cxl verify`` to pair up, and the
+    sizes of the event-id index and of the sealed events, which a writer checks on opening."""
+
+    datastore: Any
+    tracking_table_name: str
+    events_table_name: str
+
+    def qualified(self, table: str) -> str:
+        raise NotImplementedError
+
+    def positions(self) -> dict[str, int]:
+        """Each tracked source's recorded position (the library's own rows left out)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT application_name, MAX(notification_id) AS position FROM "
+                f"{self.qualified(self.tracking_table_name)} GROUP BY application_name"
+            )
+            rows = c.fetchall()
+        # The library keeps its own schema version there as "__migration__": not a source.
+        return {
+            r["application_name"]: r["position"]
+            for r in rows
+            if not r["application_name"].startswith("__")
+        }
+
+    def index_balance(self) -> tuple[int, int]:
+        """(sealed events, event-id index rows): equal in a ledger nobody edited."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT COUNT(*) AS n FROM "
+                f"{self.qualified(self.events_table_name)} WHERE originator_version > 1"
+            )
+            sealed = c.fetchone()["n"]
+            c.execute(f"SELECT COUNT(*) AS n FROM {self.qualified('cxl_event_ids')}")
+            return int(sealed), int(c.fetchone()["n"])
+
+    def source_marks(self) -> dict[str, SourceMark]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT name, position, fingerprint FROM {self.qualified('cxl_source_marks')}"
+            )
+            return {r["name"]: SourceMark(r["position"], r["fingerprint"]) for r in c.fetchall()}
+
+
+class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
     """SQLite: ``BEGIN IMMEDIATE`` takes the write lock before the first read of a seal."""
 
     position_column = "rowid"
@@ -238,7 +286,7 @@ class SQLiteLedgerRecorder(SQLiteProcessRecorder):
             return [(r["event_id"], r["customer_id"], r["digest"]) for r in c.fetchall()]
 
 
-class PostgresLedgerRecorder(PostgresProcessRecorder):
+class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
     """PostgreSQL: the library's table lock is taken first, then the seal is decided."""
 
     position_column = "notification_id"

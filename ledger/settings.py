@@ -5,12 +5,16 @@ Nothing else in the project reads the environment.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledger.errors import ConfigError
+
+_SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 class Settings(BaseSettings):
@@ -48,7 +52,7 @@ class Settings(BaseSettings):
         description="Ingest processes, each sealing its share of the partitions (Kafka's unit of order).",
     )
     kafka_timeout_s: float = Field(
-        default=10.0, gt=0, le=600, description="Bound on every Kafka call."
+        default=10.0, gt=0, le=600, allow_inf_nan=False, description="Bound on every Kafka call."
     )
 
     @field_validator("store")
@@ -58,6 +62,17 @@ class Settings(BaseSettings):
             return None
         if "://" in value and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a SQLite file path or a postgresql:// URL")
+        if "://" in value:
+            query = parse_qs(urlparse(value).query, keep_blank_values=True)
+            unknown = sorted(set(query) - {"schema"})
+            if unknown:
+                raise ValueError(f"unknown parameter {unknown[0]!r}; the only one is ?schema=NAME")
+            for schema in query.get("schema", []):
+                if not _SQL_IDENTIFIER.fullmatch(schema):
+                    raise ValueError(
+                        f"schema {schema!r} is not a plain SQL identifier "
+                        "(letters, digits and _, not starting with a digit, at most 63)"
+                    )
         return value
 
     @property
@@ -89,7 +104,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"CXL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            f"CXL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from exc

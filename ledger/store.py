@@ -23,6 +23,7 @@ and retries (``CONFLICT_RETRIES``).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,8 +52,9 @@ from eventsourcing.utils import Environment, EnvType
 from ledger.canonical import format_instant
 from ledger.chain import body_bytes, content_digest
 from ledger.contract import ValidEvent
-from ledger.errors import ConfigError, StoreError
+from ledger.errors import ConfigError, LedgerTamperedError, StoreError
 from ledger.recorders import (
+    SQLITE_LEDGER_TABLES,
     KnownEvent,
     LedgerRecorder,
     SealingTransaction,
@@ -133,7 +135,34 @@ class SealedEvent:
     stream_version: int
 
 
-def _environment(url: str) -> dict[str, str]:
+def _require_sqlite_ledger(path: Path) -> None:
+    """Check, through a read-only connection, that ``path`` is a SQLite file with the ledger's
+    tables, before the library opens it (it would switch another database to WAL mode)."""
+    if not path.is_file():
+        raise StoreError(
+            f"there is no ledger store at {path}: nothing has been sealed there yet "
+            "(check CXL_STORE and CXL_HOME)"
+        )
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = {
+                row[0]
+                for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the ledger store {path}: {exc}") from exc
+    missing = sorted(set(SQLITE_LEDGER_TABLES) - found)
+    if missing:
+        raise StoreError(
+            f"{path} holds no ledger (no table {missing[0]}): nothing has been sealed there "
+            "yet, or CXL_STORE names another database"
+        )
+
+
+def _environment(url: str, create: bool = True) -> dict[str, str]:
     if url.startswith(("postgresql://", "postgres://")):
         parts = urlparse(url)
         dbname = parts.path.lstrip("/")
@@ -156,14 +185,19 @@ def _environment(url: str) -> dict[str, str]:
         schema = parse_qs(parts.query).get("schema")
         if schema:
             env["POSTGRES_SCHEMA"] = schema[0]
+        if not create:
+            env["CREATE_TABLE"] = "n"
         return env
     path = Path(url)
     if path.exists() and not path.is_file():
         raise ConfigError(f"CXL_STORE {url}: not a file")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"CXL_STORE {url}: cannot create its directory ({exc.strerror})") from exc
+    if create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"CXL_STORE {url}: cannot create its directory ({exc.strerror})"
+            ) from exc
     # Several ingest workers may share one SQLite file: a writer waits for the lock (seconds at
     # most, each transaction being one batch) rather than failing at once.
     return {
@@ -171,6 +205,7 @@ def _environment(url: str) -> dict[str, str]:
         "PROCESS_RECORDER_TOPIC": "ledger.recorders:SQLiteLedgerRecorder",
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": "60",
+        "CREATE_TABLE": "y" if create else "n",
     }
 
 
@@ -183,19 +218,62 @@ class LedgerStore:
         *,
         cache_size: int = 200_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        read_only: bool = False,
     ) -> None:
+        """Open (and, unless ``read_only``, create) the store at ``url``.
+
+        ``read_only`` is for commands that only read the ledger (verify, relay, projections): the
+        store must exist and hold the ledger's tables, and nothing is created or altered in it.
+        """
         self.url = url
         self._clock = clock
-        env = _environment(url)
+        env = _environment(url, create=not read_only)
         try:
-            with _postgres_setup(env):
+            if read_only:
+                if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
+                    _require_sqlite_ledger(Path(url))
                 self._app = LedgerApplication(env=env)
+            else:
+                with _postgres_setup(env):
+                    self._app = LedgerApplication(env=env)
         except PersistenceError as exc:
             raise StoreError(f"cannot open the ledger store {_redact(url)}: {exc}") from exc
         self.recorder: LedgerRecorder = self._app.recorder  # type: ignore[assignment]
         self._cache: OrderedDict[str, Relationship] = OrderedDict()
         self._cache_size = cache_size
+        if read_only:
+            self._require_ledger_tables()
         self._check_plain_json()
+        if not read_only:
+            self._check_index_balance()
+
+    def _check_index_balance(self) -> None:
+        """Refuse to write when the event-id index and the sealed events differ in size: dedupe
+        reads that index, so a deleted row would let an event be sealed twice."""
+        try:
+            sealed, indexed = self.recorder.index_balance()
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read the ledger store {_redact(self.url)}: {exc}") from exc
+        if sealed != indexed:
+            self.close()
+            raise LedgerTamperedError(
+                None,
+                f"{indexed:,} rows for {sealed:,} sealed events; it was edited outside cx-ledger "
+                "(run `cxl verify`), and sealing into it could seal an event twice",
+            )
+
+    def _require_ledger_tables(self) -> None:
+        try:
+            self.recorder.rows(1, 1)
+            self.recorder.event_id_rows("", 1)
+            self.recorder.source_mark("")
+            self.recorder.max_tracking_id("")
+        except PersistenceError as exc:
+            self.close()
+            raise StoreError(
+                f"{_redact(self.url)} holds no ledger (its tables are missing: {exc}); "
+                "nothing has been sealed there yet, or CXL_STORE names another database"
+            ) from exc
 
     def _check_plain_json(self) -> None:
         """Refuse a store whose events were written compressed or encrypted (by the library's
@@ -316,8 +394,8 @@ class LedgerStore:
                 if stored or tracking is not None:
                     mark_row = (
                         None
-                        if tracking is None or mark is None
-                        else (tracking.application_name, tracking.notification_id, mark)
+                        if tracking is None
+                        else (tracking.application_name, tracking.notification_id, mark or "")
                     )
                     tx.insert(stored, tracking=tracking, event_ids=id_rows, mark=mark_row)
         except PersistenceError as exc:
@@ -387,8 +465,21 @@ class LedgerStore:
         return self.recorder.max_tracking_id(name)
 
     def source_mark(self, name: str) -> SourceMark | None:
-        """The last recorded position of ``name`` with the fingerprint of the record there."""
+        """The last recorded position of ``name`` with the fingerprint of the record there.
+
+        Every position is recorded with its mark, in the same transaction (an empty fingerprint
+        when the source has no identity to record): a position without its mark, or with a mark
+        for another position, was written by something other than the ledger.
+        """
         return self.recorder.source_mark(name)
+
+    def positions(self) -> dict[str, int]:
+        """Every tracked source's recorded position."""
+        return self.recorder.positions()
+
+    def source_marks(self) -> dict[str, SourceMark]:
+        """Every tracked source's mark (position and fingerprint), recorded with its position."""
+        return self.recorder.source_marks()
 
     def has_position(self, tracking: Tracking) -> bool:
         current = self.position(tracking.application_name)

@@ -4,6 +4,9 @@ The connection is read-only and sandboxed by DuckDB's own settings: no file acce
 database itself (no COPY, no readers of other files, no ATTACH, no EXPORT), no extension installed
 or loaded from disk, no persistent secrets, no spill files (``temp_directory`` is empty), and the
 configuration locked before the query runs, so the query cannot undo any of it with SET or PRAGMA.
+On top of the sandbox, every statement must be a query (``SELECT``, ``WITH``, ``FROM``,
+``DESCRIBE``, ``SHOW``, ``SUMMARIZE``, ``VALUES``) or its ``EXPLAIN``: nothing else (PRAGMA, CALL,
+CHECKPOINT, VACUUM, transactions, temporary tables, prepared statements) is run at all.
 A mistake, or a hostile query, can never change the projections, the ledger, or anything else.
 """
 
@@ -26,6 +29,7 @@ SANDBOX: dict[str, str | bool | int | float | list[str]] = {
     "allow_persistent_secrets": False,
     "temp_directory": "",
 }
+QUERY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 
 
 def _first_line(exc: BaseException) -> str:
@@ -53,6 +57,13 @@ def run_read_only(path: Path, query: str, limit: int = 100_000) -> list[dict[str
         raise QueryError("the SQL query is empty")
     con = open_sandboxed(path)
     try:
+        for statement in con.extract_statements(query):
+            if statement.type not in QUERY_STATEMENTS:
+                text = " ".join(statement.query.split())[:80]
+                raise QueryError(
+                    "refused: cxl sql is read-only and runs queries only (SELECT, WITH, DESCRIBE, "
+                    f"SHOW, EXPLAIN); this is a {statement.type.name} statement: {text}"
+                )
         cursor = con.execute(query)
         if cursor is None or cursor.description is None:
             return []

@@ -46,7 +46,7 @@ def test_an_edited_event_is_reported_with_customer_and_seq(tmp_path: Path) -> No
     path = tmp_path / "l.sqlite"
     _seal_history(path)
     _tamper(path, 4, {"made_by": "someone-else"})
-    with LedgerStore(str(path)) as store, pytest.raises(ChainBrokenError) as caught:
+    with LedgerStore(str(path), read_only=True) as store, pytest.raises(ChainBrokenError) as caught:
         verify_chains(store)
     assert (caught.value.customer_id, caught.value.seq, caught.value.what) == ("c1", 4, "hash")
     assert caught.value.expected != caught.value.found
@@ -60,7 +60,7 @@ def test_a_deleted_event_breaks_the_chain(tmp_path: Path) -> None:
             decoded = orjson.loads(state)
             if decoded.get("seq") == 2 and decoded["body"]["customer_id"] == "c2":
                 conn.execute("DELETE FROM stored_events WHERE rowid=?", (rowid,))
-    with LedgerStore(str(path)) as store, pytest.raises(ChainBrokenError) as caught:
+    with LedgerStore(str(path), read_only=True) as store, pytest.raises(ChainBrokenError) as caught:
         verify_chains(store)
     assert (caught.value.customer_id, caught.value.seq, caught.value.what) == ("c2", 3, "seq")
 

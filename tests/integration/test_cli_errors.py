@@ -8,6 +8,7 @@ argument or a variable stands for the test's temporary directory.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cxl import cli
+from ledger.store import LedgerStore
 
 NOT_A_FILE = "{tmp}/a-directory"
 GARBAGE_HOME = "{tmp}/garbage-home"  # holds a ledger.sqlite that is not a SQLite database
@@ -61,24 +63,29 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     # broker (only failures: a good invocation runs until Ctrl-C)
     ("broker non-integer --port", ["broker", "--port", "abc"], {}, USAGE),
     ("broker --port without value", ["broker", "--port"], {}, USAGE),
+    ("broker --port out of range", ["broker", "--port", "99999"], {}, USAGE),
     # verify
     ("verify --format xml", ["verify", "--format", "xml"], {}, USAGE),
     ("verify a store that is not SQLite", ["verify"], {"CXL_HOME": GARBAGE_HOME}, ERROR),
+    ("verify with no ledger there", ["verify"], {"CXL_HOME": "{tmp}/empty-home"}, ERROR),
+    ("verify a SQLite file that is no ledger", ["verify"], {"CXL_STORE": "{tmp}/other.db"}, ERROR),
     # schemas
     ("schemas unknown option", ["schemas", "--nope"], {}, USAGE),
-    ("schemas --check finds drift", ["schemas", "--check", "--dir", "{tmp}/none"], {}, ERROR),
+    ("schemas --check finds drift", ["schemas", "--check", "--dir", NOT_A_FILE], {}, ERROR),
+    ("schemas --check, no such dir", ["schemas", "--check", "--dir", "{tmp}/none"], {}, CONFIG),
     ("schemas into an unwritable place", ["schemas", "--dir", "/proc/cxl-schemas"], {}, ERROR),
     # demo (only failures: a good invocation runs the whole pipeline)
     ("demo too few customers", ["demo", "--customers", "5"], {}, USAGE),
     ("demo non-integer --seed", ["demo", "--seed", "x"], {}, USAGE),
     ("demo with CXL_HOME a file", ["demo"], {"CXL_HOME": "{tmp}/a-file"}, CONFIG),
+    ("demo with CXL_HOME unwritable", ["demo"], {"CXL_HOME": UNWRITABLE_HOME}, CONFIG),
     # gap
     ("gap bad --as-of", ["gap", "--as-of", "yesterday"], {}, USAGE),
     ("gap naive --as-of", ["gap", "--as-of", "2026-04-01T00:00:00"], {}, USAGE),
     ("gap --by nonsense", ["gap", "--by", "nonsense"], {}, USAGE),
     ("gap --format xml", ["gap", "--format", "xml"], {}, USAGE),
     ("gap with CXL_HOME a file", ["gap"], {"CXL_HOME": "{tmp}/a-file"}, CONFIG),
-    ("gap with CXL_HOME unwritable", ["gap"], {"CXL_HOME": UNWRITABLE_HOME}, CONFIG),
+    ("gap with no ledger there", ["gap"], {"CXL_HOME": "{tmp}/empty-home"}, ERROR),
     ("gap with CXL_PARTITIONS=abc", ["gap"], {"CXL_PARTITIONS": "abc"}, CONFIG),
     ("gap with a store that is not SQLite", ["gap"], {"CXL_HOME": GARBAGE_HOME}, ERROR),
     ("gap with a bad CXL_STORE URL", ["gap"], {"CXL_STORE": "mysql://x/y"}, CONFIG),
@@ -124,6 +131,10 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
 
 def _prepare(tmp: Path) -> None:
     (tmp / "home").mkdir()
+    LedgerStore(str(tmp / "home" / "ledger.sqlite")).close()  # an empty ledger
+    (tmp / "empty-home").mkdir()
+    with sqlite3.connect(tmp / "other.db") as other:
+        other.execute("CREATE TABLE unrelated (x)")
     (tmp / "a-directory").mkdir()
     (tmp / "a-file").write_text("not a directory\n")
     (tmp / "events.jsonl").write_text("{}\n")

@@ -71,3 +71,16 @@ def test_an_event_id_reused_under_another_customer_is_rejected_with_its_reason(
     )
     with LedgerStore(settings.store_url) as store:
         assert store.stream("bob") == []
+
+
+def test_rejected_lines_are_listed_in_file_order(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    event = event_dict(customer_id="alice")
+    write_jsonl(tmp_path / "a.jsonl", [event])
+    later = [event_dict(customer_id="bob") for _ in range(8)]
+    write_jsonl(tmp_path / "b.jsonl", ["{bad", {**event, "customer_id": "bob"}, *later, "{bad"])
+    assert run_cxl(["ingest", str(tmp_path / "a.jsonl")], cxl_env(settings)).returncode == 0
+    result = run_cxl(["ingest", str(tmp_path / "b.jsonl")], cxl_env(settings))
+    assert result.returncode == 3
+    listed = [line for line in result.stderr.splitlines() if line.startswith(str(tmp_path))]
+    assert [line.split(": ", 1)[0].rsplit(":", 1)[1] for line in listed] == ["1", "2", "11"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
@@ -12,7 +13,7 @@ import pytest
 from consumers.broker import EmbeddedBroker, free_port
 from consumers.ingest import IngestConsumer
 from consumers.topics import delete_topics, ensure_topics
-from ledger.errors import LogResetError
+from ledger.errors import LedgerTamperedError, LogResetError
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from tests.events import event_dict, raw
@@ -103,3 +104,19 @@ def test_a_topic_recreated_while_consuming_is_read_again_from_its_start(
             assert not worker.is_alive(), "ingest did not stop when asked"
         assert consumer.stats.resets >= 1
         assert _sealed_ids(store) == {e["event_id"] for e in first + second}
+
+
+def test_a_position_moved_by_hand_stops_ingest_instead_of_skipping(settings: Settings) -> None:
+    bootstrap = settings.kafka_bootstrap or ""
+    ensure_topics(bootstrap, settings.topics, 10)
+    _produce(settings, _events("a", 5))
+    with LedgerStore(settings.store_url) as store:
+        IngestConsumer(settings, store, bootstrap).run(until_idle=True)
+    with sqlite3.connect(settings.store_url) as conn:
+        conn.execute("UPDATE tracking SET notification_id = notification_id + 1000")
+    _produce(settings, _events("b", 5))
+    with LedgerStore(settings.store_url) as store:
+        with pytest.raises(LedgerTamperedError, match="source position kafka:") as caught:
+            IngestConsumer(settings, store, bootstrap).run(until_idle=True)
+        assert caught.value.exit_code == 4
+        assert len(_sealed_ids(store)) == 5

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from pathlib import Path
 
 import duckdb
+import psycopg
 import pytest
 
 from ledger.contract import parse_event
-from ledger.errors import ConfigError
+from ledger.errors import ConfigError, StoreError
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections import follower, live
@@ -21,7 +23,7 @@ from projections.report import write_report
 from projections.sql import run_read_only
 from projections.targets import protected_files
 from tests.events import raw
-from tests.integration.conftest import cxl_env, run_cxl
+from tests.integration.conftest import POSTGRES_ADMIN, cxl_env, run_cxl
 from tests.integration.projection_helpers import at, kept, promise
 
 HISTORY = [
@@ -75,6 +77,16 @@ ATTEMPTS = [
     "DROP VIEW promise_status",
     "EXPORT DATABASE '{tmp}/dump'",
     "CHECKPOINT; COPY promises TO '{tmp}/y.csv'",
+    "PRAGMA version",
+    "PRAGMA database_list",
+    "CALL pragma_version()",
+    "CHECKPOINT",
+    "VACUUM",
+    "ANALYZE",
+    "BEGIN",
+    "CREATE TEMP TABLE t AS SELECT 1 AS x",
+    "PREPARE p AS SELECT 1",
+    "SELECT 1; SET threads = 1",
 ]
 
 
@@ -268,3 +280,25 @@ def test_protected_files_cover_sqlite_and_duckdb_companions(tmp_path: Path) -> N
         Path(f"{tmp_path / 'p.duckdb'}{s}") for s in ("", "-wal", "-shm", "-journal", ".wal")
     ]
     assert os.sep in str(files[0])
+
+
+def test_reading_commands_create_no_ledger_and_alter_no_other_database(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE unrelated (x)")
+    before = _snapshot(tmp_path)
+    for store in (str(tmp_path / "missing.sqlite"), str(other)):
+        with pytest.raises(StoreError, match="sealed there"):
+            LedgerStore(store, read_only=True)
+    assert _snapshot(tmp_path) == before
+
+
+def test_reading_a_postgres_schema_without_a_ledger_creates_nothing(postgres_url: str) -> None:
+    schema = postgres_url.rsplit("=", 1)[1]
+    with pytest.raises(StoreError, match="holds no ledger"):
+        LedgerStore(postgres_url, read_only=True)
+    with psycopg.connect(POSTGRES_ADMIN) as connection:
+        found = connection.execute(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s", [schema]
+        ).fetchone()
+    assert found == (0,)

@@ -14,11 +14,12 @@ from typing import Any
 
 import orjson
 import pytest
+from eventsourcing.persistence import Tracking
 
 from ledger.audit import verify_chains
 from ledger.canonical import canonical_json
 from ledger.chain import seal_hash
-from ledger.errors import CxlError
+from ledger.errors import CxlError, LedgerTamperedError
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from tests.events import valid
@@ -34,7 +35,11 @@ def _sealed_store(path: Path) -> None:
                 valid("complaint.filed", customer_id="c2", promise_ids=["p9"], text="late"),
             ]
         )
-        store.seal([valid("touchpoint.recorded", customer_id="c2", duration_s=12.5)])
+        store.seal(
+            [valid("touchpoint.recorded", customer_id="c2", duration_s=12.5)],
+            Tracking("kafka:t:0:0", 17),
+            mark="topic-id fingerprint",
+        )
 
 
 def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
@@ -125,6 +130,17 @@ def _edits(path: Path) -> Iterator[tuple[str, str, tuple[Any, ...]]]:
         "WHERE rowid = 1",
         (),
     )
+    yield ("position moved", "UPDATE tracking SET notification_id = 5000", ())
+    yield ("position added", "INSERT INTO tracking VALUES ('kafka:t:1:0', 3)", ())
+    yield ("position deleted", "DELETE FROM tracking", ())
+    yield ("mark moved", "UPDATE cxl_source_marks SET position = 16", ())
+    yield ("mark added", "INSERT INTO cxl_source_marks VALUES ('kafka:t:1:0', 3, 'x y')", ())
+    yield ("mark deleted", "DELETE FROM cxl_source_marks", ())
+    yield (
+        "position and mark moved together, mark renamed",
+        "UPDATE cxl_source_marks SET name = 'kafka:t:0:1'",
+        (),
+    )
 
 
 def test_verify_catches_an_edit_of_any_stored_field(tmp_path: Path) -> None:
@@ -208,3 +224,16 @@ def test_ingest_into_a_stream_missing_its_creation_row_is_a_clear_error(tmp_path
     with LedgerStore(str(path)) as store, pytest.raises(CxlError) as caught:
         store.seal([valid("promise.kept", customer_id="c1", promise_id="p1")])
     assert "creation event" in str(caught.value)
+
+
+def test_a_writer_refuses_a_store_whose_event_id_index_lost_rows(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    event = valid(customer_id="c1", promise_id="p1")
+    with LedgerStore(str(path)) as store:
+        store.seal([event])
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM cxl_event_ids")
+    with pytest.raises(LedgerTamperedError, match="0 rows for 1 sealed events"):
+        LedgerStore(str(path))
+    with LedgerStore(str(path), read_only=True) as store:
+        assert sum(len(page) for page in store.read()) == 1

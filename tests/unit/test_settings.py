@@ -37,3 +37,21 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_store_url_of_another_database_is_refused() -> None:
     with pytest.raises(ConfigError, match="CXL_STORE"):
         load_settings(store="mysql://localhost/x")
+
+
+@pytest.mark.parametrize(
+    ("store", "why"),
+    [
+        ("postgresql://postgres@127.0.0.1/test?schema=bad;drop", "not a plain SQL identifier"),
+        ('postgresql://postgres@127.0.0.1/test?schema=a"b', "not a plain SQL identifier"),
+        ("postgresql://postgres@127.0.0.1/test?sslmode=require", "unknown parameter 'sslmode'"),
+    ],
+)
+def test_a_postgres_store_url_takes_only_a_plain_schema_name(store: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=f"CXL_STORE: .*{why}"):
+        load_settings(store=store)
+
+
+def test_a_timeout_must_be_a_finite_number() -> None:
+    with pytest.raises(ConfigError, match="CXL_KAFKA_TIMEOUT_S: Input should be a finite number"):
+        load_settings(kafka_timeout_s=float("nan"))
