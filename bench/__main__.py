@@ -1,7 +1,8 @@
 """Every benchmark in one run, its figures in one place: ``bench/RESULTS.md``.
 
     python -m bench [--quick] [--ingest-events 200000] [--store sqlite|postgres] [--workers N]
-                    [--projection-events 1000000] [--promises 10000000] [--output bench/RESULTS.md]
+                    [--projection-events 1000000] [--promises 10000000]
+                    [--erasure-events 100000] [--forget-history 10000] [--output bench/RESULTS.md]
 
 Defaults are the README's sizes; ``--quick`` runs small sizes to check that everything works (its
 figures mean little: do not publish them). Each figure is listed with its unit, target (README,
@@ -20,10 +21,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ingest, projections
+from bench import erasure, ingest, projections
 from bench.figures import Figure, format_value
 
-QUICK = {"ingest_events": 20_000, "projection_events": 30_000, "promises": 500_000}
+QUICK = {
+    "ingest_events": 20_000,
+    "projection_events": 30_000,
+    "promises": 500_000,
+    "erasure_events": 10_000,
+    "forget_history": 1_000,
+}
 DEFAULT_OUTPUT = Path(__file__).with_name("RESULTS.md")
 
 
@@ -107,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=None, help="ingest processes")
     parser.add_argument("--projection-events", type=int, default=1_000_000)
     parser.add_argument("--promises", type=int, default=10_000_000)
+    parser.add_argument("--erasure-events", type=int, default=100_000)
+    parser.add_argument("--forget-history", type=int, default=10_000)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     if args.quick:
@@ -118,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     figures = ingest.run(args.ingest_events, args.store, workers=args.workers)
     print()
     figures += projections.run(args.projection_events, args.promises)
+    print()
+    figures += erasure.run(args.erasure_events, args.forget_history)
     seconds = time.perf_counter() - started
     settings: dict[str, object] = {
         "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
@@ -125,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         "store": args.store,
         "projection events": f"{args.projection_events:,}",
         "promises": f"{args.promises:,}",
+        "erasure events": f"{args.erasure_events:,}",
+        "forget history": f"{args.forget_history:,}",
     }
     if args.quick:
         settings["note"] = "quick run: sizes too small for the figures to mean anything"

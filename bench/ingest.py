@@ -93,6 +93,8 @@ def end_to_end(
     batch: int,
     workers: int,
     consume: Figure | None = None,
+    *,
+    keys_dir: Path,
 ) -> list[Figure]:
     """The end-to-end rate (and its steady state), each compared with ``consume`` (raw)."""
     settings = Settings(
@@ -104,10 +106,12 @@ def end_to_end(
         partitions=4,
         store=store_url,
         ingest_workers=workers,
+        key_store=keys_dir / "keys.sqlite",
+        kek_file=keys_dir / "kek",
     )
     done_at: list[float] = []
     first_at: list[tuple[float, int]] = []
-    with LedgerStore(store_url) as store:
+    with LedgerStore.for_settings(settings) as store:
         runner: IngestConsumer | ParallelIngest
         if workers > 1:
             runner = ParallelIngest(settings, bootstrap, workers=workers)
@@ -193,7 +197,16 @@ def run(
             store_url = f"{POSTGRES}?schema=bench_{uuid.uuid4().hex[:8]}"
         try:
             figures.extend(
-                end_to_end(broker.bootstrap, topic, store_url, len(values), batch, workers, consume)
+                end_to_end(
+                    broker.bootstrap,
+                    topic,
+                    store_url,
+                    len(values),
+                    batch,
+                    workers,
+                    consume,
+                    keys_dir=Path(tmp),
+                )
             )
         finally:
             if store == "postgres":

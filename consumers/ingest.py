@@ -50,6 +50,7 @@ class IngestStats:
     consumed: int = 0
     sealed: int = 0
     duplicates: int = 0
+    erased: int = 0
     dead_lettered: int = 0
     relayed: int = 0
     resets: int = 0
@@ -59,11 +60,20 @@ class IngestStats:
     def add(self, report: SealReport) -> None:
         self.sealed += report.sealed
         self.duplicates += report.duplicates
+        self.erased += report.erased
         self._add_anomalies(report.anomalies)
 
     def merge(self, other: IngestStats) -> None:
         """Add another writer's counts (parallel ingest adds up its workers')."""
-        for name in ("consumed", "sealed", "duplicates", "dead_lettered", "relayed", "resets"):
+        for name in (
+            "consumed",
+            "sealed",
+            "duplicates",
+            "erased",
+            "dead_lettered",
+            "relayed",
+            "resets",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self._add_anomalies(other.anomalies)
 

@@ -26,7 +26,7 @@ from ledger.errors import CxlError
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 
-_COUNTERS = ("consumed", "sealed", "duplicates", "dead_lettered")
+_COUNTERS = ("consumed", "sealed", "duplicates", "erased", "dead_lettered")
 
 
 class WorkerFailedError(CxlError):
@@ -53,7 +53,7 @@ def _worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     try:
         settings = Settings.model_validate_json(settings_json)
-        with LedgerStore(settings.store_url) as store:
+        with LedgerStore.for_settings(settings) as store:
             consumer = IngestConsumer(
                 settings,
                 store,

@@ -139,6 +139,13 @@ def register(app: typer.Typer) -> None:
             Path, typer.Option("--to", help="Directory for one file per table and view.")
         ],
         fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+        with_text: Annotated[
+            bool,
+            typer.Option(
+                "--with-text",
+                help="Also write personal_text: the personal fields, decrypted (needs the keys).",
+            ),
+        ] = False,
     ) -> None:
         """Export every projection table and view as Parquet or CSV files."""
         if fmt not in ("parquet", "csv"):
@@ -150,6 +157,10 @@ def register(app: typer.Typer) -> None:
             written = export_all(con, to, fmt, _protected(settings))
         finally:
             con.close()
+        if with_text:
+            from cxl.erasure import PERSONAL_TEXT, export_personal_text
+
+            written[PERSONAL_TEXT] = export_personal_text(settings, to, fmt)
         for name, rows in written.items():
             out.print(f"{to / (name + '.' + fmt)}  {rows:,} rows")
 

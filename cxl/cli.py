@@ -1,7 +1,8 @@
 """``cxl``: command-line entry point. Flags mirror the ``CXL_*`` settings; errors are one line.
 
 Exit codes: 0 ok · 1 error · 2 bad configuration or usage · 3 some input records rejected (the rest
-were processed) · 4 a hash chain does not verify · 5 Kafka unreachable · 6 a Kafka log was reset.
+were processed) · 4 a hash chain does not verify · 5 Kafka unreachable · 6 a Kafka log was reset ·
+7 the key store or its key-encryption key is missing or wrong.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from consumers.records import read_jsonl
 from consumers.relay import LedgerRelay
 from consumers.topics import ensure_topics
 from consumers.workers import ParallelIngest
-from cxl import analytics
+from cxl import analytics, erasure
 from cxl.kafka_access import kafka_access
 from cxl.output import Format, Ticker, emit_rows, err, out, report_rejects
 from cxl.store_access import check_store_file, ensure_home, open_store
@@ -68,6 +69,16 @@ def root(
     store: Annotated[
         str | None, typer.Option(help="SQLite path or postgresql:// URL [env CXL_STORE].")
     ] = None,
+    key_store: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file of the customers' data keys [env CXL_KEY_STORE]."),
+    ] = None,
+    kek_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Key-encryption key file [env CXL_KEK_FILE, default ~/.config/cx-ledger/kek]."
+        ),
+    ] = None,
     bootstrap: Annotated[
         str | None,
         typer.Option(help="Kafka host:port [env CXL_KAFKA_BOOTSTRAP]; unset = embedded."),
@@ -106,6 +117,8 @@ def root(
         settings=load_settings(
             home=home,
             store=store,
+            key_store=key_store,
+            kek_file=kek_file,
             kafka_bootstrap=bootstrap,
             events_topic=events_topic,
             ledger_topic=ledger_topic,
@@ -163,6 +176,7 @@ def ingest(
         "lines": report.lines,
         "sealed": report.seal.sealed,
         "duplicates_skipped": report.seal.duplicates,
+        "refused_erased": report.seal.erased,
         "rejected": report.rejected,
         "anomalies": sum(report.seal.anomalies.values()),
     }
@@ -322,6 +336,7 @@ def _ingest_summary(stats: IngestStats) -> dict[str, Any]:
         "consumed": stats.consumed,
         "sealed": stats.sealed,
         "duplicates_skipped": stats.duplicates,
+        "refused_erased": stats.erased,
         "dead_lettered": stats.dead_lettered,
         "relayed": stats.relayed,
         "new_epochs": stats.resets,
@@ -477,6 +492,7 @@ def demo(
 
 
 analytics.register(app)
+erasure.register(app)
 
 
 def main() -> None:

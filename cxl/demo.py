@@ -72,7 +72,7 @@ def run_demo(
         finally:
             producer.close(timeout=settings.kafka_timeout_s)
         say(f"published {published.sent:,} to {settings.events_topic}")
-        with LedgerStore(settings.store_url) as store:
+        with LedgerStore.for_settings(settings) as store:
             stats = run_ingest(
                 settings,
                 store,

@@ -60,4 +60,4 @@ def open_store(settings: Settings, *, read_only: bool = False) -> LedgerStore:
     else:
         ensure_home(settings)
     check_store_file(settings.store_url)
-    return LedgerStore(settings.store_url, read_only=read_only)
+    return LedgerStore.for_settings(settings, read_only=read_only)

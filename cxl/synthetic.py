@@ -167,7 +167,7 @@ class HistoryGenerator:
                     "kind": rng.choice(KINDS_BY_TEAM[team]),
                     "due_at": _iso(due),
                     "weight": rng.choice((1.0, 1.0, 1.0, 2.0, 0.5)),
-                    "description": None,
+                    "description": f"{team} promised {customer} an answer by {due:%d %B %Y}",
                 },
             )
         ]
@@ -237,7 +237,7 @@ class HistoryGenerator:
                     "category": rng.choice(CATEGORIES),
                     "severity": rng.randint(1, 5),
                     "promise_ids": promise_ids,
-                    "text": None,
+                    "text": f"{customer} complained on {filed:%d %B %Y}; see the call notes",
                 },
             )
         ]

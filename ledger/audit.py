@@ -29,8 +29,9 @@ from typing import Any
 import orjson
 
 from ledger.canonical import canonical_json, format_instant
-from ledger.chain import GENESIS_HASH, content_digest, seal_hash
+from ledger.chain import GENESIS_HASH, seal_hash
 from ledger.errors import ChainBrokenError, LedgerTamperedError
+from ledger.personal import dedupe_digest
 from ledger.recorders import StoredRow
 from ledger.relationship import Relationship, relationship_id
 from ledger.store import CREATED_TOPIC, SEALED_TOPIC, LedgerStore
@@ -180,7 +181,7 @@ class _Verifier:
         self.last_recorded_at = recorded_at
         head.seq, head.hash = seq, hash_
         self.index_sum = (
-            self.index_sum + _row_digest(body["event_id"], customer, content_digest(canonical))
+            self.index_sum + _row_digest(body["event_id"], customer, dedupe_digest(body))
         ) % _MODULUS
         self.events += 1
 

@@ -19,7 +19,7 @@ import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
 from pydantic import (
@@ -30,9 +30,10 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic.json_schema import JsonDict
 
 from ledger.canonical import format_instant
-from ledger.errors import FieldProblem, InvalidEventError
+from ledger.errors import ConfigError, FieldProblem, InvalidEventError
 
 CONTRACT_VERSION = 1
 
@@ -57,6 +58,8 @@ _PATTERN_REASONS = {
     "in an identifier",
     _TEXT_PATTERN: "control characters are not allowed (tab, CR and LF are)",
 }
+# Fields that may carry personal data: sealed encrypted with the customer's key (ledger.personal).
+PERSONAL: JsonDict = {"x-personal": True}
 INSTANT_FIELDS = ("occurred_at", "data.due_at", "data.new_due_at")
 _RANGE = (
     "outside the ledger's range 1900-01-01T00:00:00Z .. 2199-12-31T23:59:59.999999Z "
@@ -142,7 +145,7 @@ class TouchpointRecorded(_Strict):
     direction: Direction
     automated: bool
     purpose: Purpose
-    outcome: Text | None = None
+    outcome: Text | None = Field(default=None, json_schema_extra=PERSONAL)
     duration_s: Annotated[float, Field(ge=0, le=MAX_DURATION_S)] | None = None
 
 
@@ -153,7 +156,7 @@ class PromiseMade(_Strict):
     kind: PromiseKind
     due_at: Instant = Field(description="RFC 3339 with offset; not before occurred_at.")
     weight: Annotated[float, Field(gt=0, le=MAX_WEIGHT)] = 1.0
-    description: Text | None = None
+    description: Text | None = Field(default=None, json_schema_extra=PERSONAL)
     on_behalf_of: Ident | None = None
 
 
@@ -166,7 +169,7 @@ class PromiseKept(_Strict):
 
 class PromiseBroken(_Strict):
     promise_id: Ident
-    reason: Text
+    reason: Text = Field(json_schema_extra=PERSONAL)
 
 
 class PromiseRenegotiated(_Strict):
@@ -175,7 +178,7 @@ class PromiseRenegotiated(_Strict):
     agreed_by_customer: bool = Field(
         description="false breaks the promise at occurred_at (a unilateral change)."
     )
-    reason: Text | None = None
+    reason: Text | None = Field(default=None, json_schema_extra=PERSONAL)
 
 
 class ComplaintFiled(_Strict):
@@ -184,7 +187,7 @@ class ComplaintFiled(_Strict):
     category: Ident
     severity: Annotated[int, Field(ge=1, le=5)]
     promise_ids: list[Ident] = Field(default_factory=list, max_length=MAX_PROMISE_IDS)
-    text: Text | None = None
+    text: Text | None = Field(default=None, json_schema_extra=PERSONAL)
 
 
 class ComplaintAcknowledged(_Strict):
@@ -193,7 +196,7 @@ class ComplaintAcknowledged(_Strict):
 
 class ComplaintResolved(_Strict):
     complaint_id: Ident
-    resolution: Text
+    resolution: Text = Field(json_schema_extra=PERSONAL)
     customer_satisfied: bool | None = None
 
 
@@ -245,6 +248,17 @@ class ComplaintResolvedEvent(_Envelope):
     data: ComplaintResolved
 
 
+class CustomerErased(_Strict):
+    reason: Text = Field(description="Why, for the record (a ticket or legal basis); not personal.")
+
+
+class CustomerErasedEvent(_Envelope):
+    """Sealed by ``cxl forget`` in the erased customer's stream; publishers cannot send it."""
+
+    type: Literal["customer.erased"]
+    data: CustomerErased
+
+
 EVENT_MODELS: dict[str, type[_Envelope]] = {
     "touchpoint.recorded": TouchpointRecordedEvent,
     "promise.made": PromiseMadeEvent,
@@ -255,6 +269,22 @@ EVENT_MODELS: dict[str, type[_Envelope]] = {
     "complaint.acknowledged": ComplaintAcknowledgedEvent,
     "complaint.resolved": ComplaintResolvedEvent,
 }
+
+
+def _personal_fields(model: type[_Envelope]) -> tuple[str, ...]:
+    data = model.model_fields["data"].annotation
+    assert isinstance(data, type) and issubclass(data, BaseModel)
+    return tuple(
+        name
+        for name, info in data.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("x-personal")
+    )
+
+
+PERSONAL_FIELDS: dict[str, tuple[str, ...]] = {
+    type_name: _personal_fields(model) for type_name, model in EVENT_MODELS.items()
+}
+"""Per event type, the names of its ``data`` fields that may carry personal data."""
 
 ContractEvent = Annotated[
     TouchpointRecordedEvent
@@ -427,6 +457,25 @@ def parse_event(raw: bytes | str, origin: str) -> ValidEvent:
     except ValidationError as exc:
         raise InvalidEventError(origin, _problems(exc)) from None
     return ValidEvent(model, origin)
+
+
+def erasure_event(customer_id: str, reason: str, at: datetime) -> ValidEvent:
+    """The ``customer.erased`` event ``cxl forget`` seals; ``ConfigError`` naming ``--reason``
+    when the reason is not acceptable free text."""
+    record = {
+        "event_id": str(uuid4()),
+        "customer_id": customer_id,
+        "occurred_at": format_instant(at),
+        "source": "cx-ledger",
+        "type": "customer.erased",
+        "data": {"reason": reason},
+    }
+    try:
+        model = CustomerErasedEvent.model_validate_json(orjson.dumps(record))
+    except ValidationError as exc:
+        reasons = "; ".join(p.reason for p in _problems(exc))
+        raise ConfigError(f"--reason: {reasons}") from None
+    return ValidEvent(model, "cxl forget")
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -98,6 +98,13 @@ class BrokerUnavailableError(CxlError):
     exit_code = 5
 
 
+class KeyStoreError(CxlError):
+    """The key store or the key-encryption key is missing, wrong or altered: personal fields can
+    be neither sealed nor read, and nothing is guessed."""
+
+    exit_code = 7
+
+
 class LogResetError(CxlError):
     """A Kafka partition is not the log the ledger consumed before.
 

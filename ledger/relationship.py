@@ -20,6 +20,8 @@ from eventsourcing.domain import Aggregate
 
 from ledger.chain import GENESIS_HASH, seal_hash
 
+ERASED_TYPE = "customer.erased"
+"""Sealed by ``cxl forget`` (never by a publisher): after it, the stream takes no more events."""
 _NAMESPACE = UUID("5b0c6f0e-3f4e-4c59-9d7e-6b8f1d6f2a10")
 
 
@@ -86,6 +88,7 @@ class Relationship(Aggregate):
         self.head_hash = GENESIS_HASH
         self._promises: dict[str, _PromiseFacts] = {}
         self._complaints: set[str] = set()
+        self.erased = False
 
     def seal(
         self, body: dict[str, Any], body_bytes: bytes, recorded_at: str, at: datetime
@@ -110,7 +113,9 @@ class Relationship(Aggregate):
         self.head_hash = hash_
         data = body["data"]
         kind = body["type"]
-        if kind.startswith("promise."):
+        if kind == ERASED_TYPE:
+            self.erased = True
+        elif kind.startswith("promise."):
             facts = self._promises.setdefault(data["promise_id"], _PromiseFacts())
             if kind == "promise.made":
                 facts.made = True

@@ -5,6 +5,8 @@ Nothing else in the project reads the environment.
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -32,6 +34,15 @@ class Settings(BaseSettings):
     store: str | None = Field(
         default=None,
         description="SQLite file path or postgresql:// URL of the ledger store; default HOME/ledger.sqlite.",
+    )
+    key_store: Path | None = Field(
+        default=None,
+        description="SQLite file of the per-customer data keys; default HOME/keys.sqlite.",
+    )
+    kek_file: Path | None = Field(
+        default=None,
+        description="Key-encryption key file (created on first use); default "
+        "~/.config/cx-ledger/kek of the user running cxl, apart from the ledger's files.",
     )
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port[,host:port]; unset = embedded broker."
@@ -78,6 +89,18 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.store or str(self.home / "ledger.sqlite")
+
+    @property
+    def key_store_path(self) -> Path:
+        return self.key_store or self.home / "keys.sqlite"
+
+    @property
+    def kek_path(self) -> Path:
+        """``CXL_KEK_FILE``, or ``.config/cx-ledger/kek`` under the home directory of the user
+        running cxl (from the password database: no environment variable decides it)."""
+        if self.kek_file is not None:
+            return self.kek_file
+        return Path(pwd.getpwuid(os.getuid()).pw_dir) / ".config" / "cx-ledger" / "kek"
 
     @property
     def projections_path(self) -> Path:

@@ -51,8 +51,10 @@ from eventsourcing.utils import Environment, EnvType
 
 from ledger.canonical import format_instant
 from ledger.chain import body_bytes, content_digest
-from ledger.contract import ValidEvent
+from ledger.contract import ValidEvent, erasure_event
 from ledger.errors import ConfigError, LedgerTamperedError, StoreError
+from ledger.keys import KeyStore
+from ledger.personal import PersonalCipher
 from ledger.recorders import (
     SQLITE_LEDGER_TABLES,
     KnownEvent,
@@ -62,6 +64,7 @@ from ledger.recorders import (
     StoredRow,
 )
 from ledger.relationship import Relationship, relationship_id
+from ledger.settings import Settings
 from ledger.transcoder import OrjsonTranscoder
 
 SEALED_TOPIC = Relationship.EventSealed.TOPIC
@@ -107,12 +110,16 @@ class SealReport:
     sealed: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    """Events refused with a reason (to be dead-lettered). Events of an erased customer are only
+    counted (``erased``): their bytes hold the personal data the erasure removed."""
     anomalies: dict[str, int] = field(default_factory=dict)
     already_done: bool = False
+    erased: int = 0
 
     def add(self, other: SealReport) -> None:
         self.sealed += other.sealed
         self.duplicates += other.duplicates
+        self.erased += other.erased
         self.rejected.extend(other.rejected)
         for name, count in other.anomalies.items():
             self.anomalies[name] = self.anomalies.get(name, 0) + count
@@ -219,14 +226,19 @@ class LedgerStore:
         cache_size: int = 200_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         read_only: bool = False,
+        personal: PersonalCipher | None = None,
     ) -> None:
         """Open (and, unless ``read_only``, create) the store at ``url``.
 
         ``read_only`` is for commands that only read the ledger (verify, relay, projections): the
         store must exist and hold the ledger's tables, and nothing is created or altered in it.
+        ``personal`` seals personal fields encrypted with their customers' keys; every command
+        that seals passes it (``cxl.store_access``). Without it personal fields are sealed as
+        plaintext: only tests and the benchmark's baseline do that.
         """
         self.url = url
         self._clock = clock
+        self._personal = personal
         env = _environment(url, create=not read_only)
         try:
             if read_only:
@@ -246,6 +258,20 @@ class LedgerStore:
         self._check_plain_json()
         if not read_only:
             self._check_index_balance()
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, read_only: bool = False) -> LedgerStore:
+        """The configured store; a writer seals personal fields with the configured key store
+        (opened, and its key-encryption key created on first use, here)."""
+        if read_only:
+            return cls(settings.store_url, read_only=True)
+        keys = KeyStore(settings.key_store_path, settings.kek_path)
+        try:
+            store = cls(settings.store_url, personal=PersonalCipher(keys))
+        except BaseException:
+            keys.close()
+            raise
+        return store
 
     def _check_index_balance(self) -> None:
         """Refuse to write when the event-id index and the sealed events differ in size: dedupe
@@ -291,8 +317,17 @@ class LedgerStore:
                     "(written with a compressor or cipher?); cx-ledger cannot read or verify it"
                 ) from None
 
+    @property
+    def keys(self) -> KeyStore:
+        """The key store this writer seals personal fields with."""
+        if self._personal is None:
+            raise StoreError("this ledger store was opened without its key store")
+        return self._personal.keys
+
     def close(self) -> None:
         self._app.close()
+        if self._personal is not None:
+            self._personal.keys.close()
 
     def __enter__(self) -> LedgerStore:
         return self
@@ -352,6 +387,11 @@ class LedgerStore:
     ) -> SealReport:
         report = SealReport()
         touched: dict[str, Relationship] = {}
+        erased = (
+            set()
+            if self._personal is None
+            else self._personal.prepare({e.customer_id for e in events})
+        )
         try:
             with self.recorder.sealing() as tx:
                 if tracking is not None and tx.has_tracking(tracking):
@@ -363,8 +403,16 @@ class LedgerStore:
                 self._load_missing(tx, {e.customer_id for e in events})
                 id_rows: list[tuple[str, str, str]] = []
                 for event in events:
-                    canonical = body_bytes(event.body)
-                    digest = content_digest(canonical)
+                    cached = touched.get(event.customer_id) or self._cache.get(event.customer_id)
+                    if event.customer_id in erased or (cached is not None and cached.erased):
+                        report.erased += 1
+                        continue
+                    if self._personal is None:
+                        body, digest = event.body, None
+                    else:
+                        body, digest = self._personal.seal_fields(event.body)
+                    canonical = body_bytes(body)
+                    digest = digest or content_digest(canonical)
                     seen = known.get(event.event_id)
                     if seen is not None:
                         if seen.digest == digest:
@@ -411,6 +459,17 @@ class LedgerStore:
         for customer_id, relationship in touched.items():
             self._remember(customer_id, relationship)
         return report
+
+    def seal_erasure(self, customer_id: str, reason: str) -> bool:
+        """Seal ``customer.erased`` in ``customer_id``'s stream; False when it already holds one.
+
+        From then on the stream takes no more events (``SealReport.erased``). ``StoreError`` when
+        the ledger holds no such customer.
+        """
+        if not self.recorder.select_events(relationship_id(customer_id), limit=1):
+            raise StoreError(f"the ledger holds no customer {customer_id!r}")
+        event = erasure_event(customer_id, reason, self._clock())
+        return self.seal([event]).sealed == 1
 
     def _seal_instant(self, tx: SealingTransaction) -> datetime:
         """Now, or the store's last seal instant if this clock is behind it: never earlier."""

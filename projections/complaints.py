@@ -21,7 +21,7 @@ acked AS (
     FROM ev WHERE type = 'complaint.acknowledged' GROUP BY ALL
 ),
 resolved AS (
-    SELECT customer_id, complaint_id, occurred_at AS resolved_at, resolution, customer_satisfied
+    SELECT customer_id, complaint_id, occurred_at AS resolved_at, customer_satisfied
     FROM ev WHERE type = 'complaint.resolved'
     QUALIFY row_number() OVER (PARTITION BY customer_id, complaint_id ORDER BY occurred_at, position) = 1
 ),
@@ -35,7 +35,7 @@ linked AS (
     GROUP BY ALL
 )
 SELECT f.customer_id, f.complaint_id, f.filed_at, f.channel, f.category, f.severity, f.promise_ids,
-       a.acknowledged_at, r.resolved_at, r.resolution, r.customer_satisfied,
+       a.acknowledged_at, r.resolved_at, r.customer_satisfied,
        round(epoch(a.acknowledged_at - f.filed_at) / 3600, 6) AS hours_to_acknowledge,
        round(epoch(r.resolved_at - f.filed_at) / 3600, 6) AS hours_to_resolve,
        coalesce(l.linked_broken, 0) > 0 AS linked_to_broken_promise

@@ -7,6 +7,9 @@ with ``occurred_at <= as_of`` — the auditors' replay.
 
 The stored JSON of each sealed event is handed to DuckDB as is and taken apart there, in bulk:
 decoding and re-packing every event in Python cost more than reading the log itself.
+
+Personal fields (``ledger.personal``) are never taken into the projections: they hold figures, ids
+and times, and stay the same when a customer is erased.
 """
 
 from __future__ import annotations
@@ -45,17 +48,14 @@ _STATE_SHAPE = {
             "fraction": "DOUBLE",
             "new_due_at": "TIMESTAMPTZ",
             "agreed_by_customer": "BOOLEAN",
-            "reason": "VARCHAR",
             "complaint_id": "VARCHAR",
             "category": "VARCHAR",
             "severity": "INTEGER",
             "promise_ids": ["VARCHAR"],
-            "resolution": "VARCHAR",
             "customer_satisfied": "BOOLEAN",
             "direction": "VARCHAR",
             "automated": "BOOLEAN",
             "purpose": "VARCHAR",
-            "outcome": "VARCHAR",
             "duration_s": "DOUBLE",
         },
     },
@@ -71,18 +71,18 @@ _FACTS = {
         "starts_with(s.body.type, 'promise.')",
         "position, s.body.customer_id, s.body.data.promise_id, s.body.type, s.body.occurred_at, "
         "s.body.data.made_by, s.body.data.channel, s.body.data.kind, s.body.data.due_at, s.body.data.weight, "
-        "s.body.data.fraction, s.body.data.new_due_at, s.body.data.agreed_by_customer, s.body.data.reason",
+        "s.body.data.fraction, s.body.data.new_due_at, s.body.data.agreed_by_customer",
     ),
     "complaint_events": (
         "starts_with(s.body.type, 'complaint.')",
         "position, s.body.customer_id, s.body.data.complaint_id, s.body.type, s.body.occurred_at, "
         "s.body.data.channel, s.body.data.category, s.body.data.severity, s.body.data.promise_ids, "
-        "s.body.data.resolution, s.body.data.customer_satisfied",
+        "s.body.data.customer_satisfied",
     ),
     "touchpoints": (
         "starts_with(s.body.type, 'touchpoint.')",
         "position, s.body.customer_id, s.body.occurred_at, s.body.data.channel, s.body.data.direction, "
-        "s.body.data.automated, s.body.data.purpose, s.body.data.outcome, s.body.data.duration_s",
+        "s.body.data.automated, s.body.data.purpose, s.body.data.duration_s",
     ),
 }
 

@@ -13,7 +13,7 @@ from ledger.errors import ConfigError
 from ledger.store import LedgerStore
 from projections.follower import catch_up
 from projections.ledger_binding import ledger_mismatch
-from projections.schema import clear, connect
+from projections.schema import clear, connect, holds_personal_text
 from projections.targets import refuse_protected, replaced_on_success, store_files
 from projections.views import create_views
 
@@ -30,6 +30,11 @@ def open_caught_up(
     ``ledger_binding``), they are emptied and rebuilt from ``store`` instead of caught up, and
     ``on_rebuild`` is told why in one line. Stale figures are never served, no event is skipped.
     """
+    if holds_personal_text(path):
+        if on_rebuild is not None:
+            on_rebuild(f"{path} was built by an earlier cx-ledger and holds personal text")
+        for stale in (path, path.with_name(path.name + ".wal")):
+            stale.unlink(missing_ok=True)
     con = connect(path)
     try:
         create_views(con)

@@ -26,17 +26,17 @@ FACT_TABLES = {
         position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, promise_id VARCHAR NOT NULL,
         type VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL, made_by VARCHAR, channel VARCHAR,
         kind VARCHAR, due_at TIMESTAMPTZ, weight DOUBLE, fraction DOUBLE, new_due_at TIMESTAMPTZ,
-        agreed_by_customer BOOLEAN, reason VARCHAR
+        agreed_by_customer BOOLEAN
     """,
     "complaint_events": """
         position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, complaint_id VARCHAR NOT NULL,
         type VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL, channel VARCHAR, category VARCHAR,
-        severity INTEGER, promise_ids VARCHAR[], resolution VARCHAR, customer_satisfied BOOLEAN
+        severity INTEGER, promise_ids VARCHAR[], customer_satisfied BOOLEAN
     """,
     "touchpoints": """
         position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL,
         channel VARCHAR NOT NULL, direction VARCHAR NOT NULL, automated BOOLEAN NOT NULL,
-        purpose VARCHAR NOT NULL, outcome VARCHAR, duration_s DOUBLE
+        purpose VARCHAR NOT NULL, duration_s DOUBLE
     """,
 }
 
@@ -70,6 +70,27 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
     if not read_only:
         create_schema(con)
     return con
+
+
+PERSONAL_COLUMNS = ("reason", "resolution", "outcome")
+"""Columns of personal text that projections made before crypto-shredding held."""
+
+
+def holds_personal_text(path: Path) -> bool:
+    """Whether the projections file at ``path`` was built by an earlier cx-ledger that copied
+    personal text into it (such a file must be deleted, not altered: DuckDB may keep old blocks)."""
+    if not path.is_file():
+        return False
+    con = connect(path, read_only=True)
+    try:
+        row = con.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name IN "
+            "('promise_events', 'complaint_events', 'touchpoints') AND column_name IN "
+            f"({', '.join(repr(c) for c in PERSONAL_COLUMNS)})"
+        ).fetchone()
+    finally:
+        con.close()
+    return bool(row and row[0])
 
 
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:

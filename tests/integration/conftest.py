@@ -47,6 +47,7 @@ def settings(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Settings]:
         partitions=3,
         batch_size=500,
         kafka_timeout_s=10,
+        kek_file=tmp_path / "kek",
     )
     yield s
     delete_topics(kafka_bootstrap, [s.events_topic, s.ledger_topic, s.dlq_topic], 10)
@@ -82,6 +83,8 @@ def cxl_env(settings: Settings, **extra: str) -> dict[str, str]:
         CXL_DLQ_TOPIC=settings.dlq_topic,
         CXL_PARTITIONS=str(settings.partitions),
         CXL_BATCH_SIZE=str(settings.batch_size),
+        # The key-encryption key beside the test's home, not in the user's ~/.config.
+        CXL_KEK_FILE=str(settings.kek_file or settings.home.parent / "kek"),
     )
     if settings.kafka_bootstrap:
         env["CXL_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap

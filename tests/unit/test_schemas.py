@@ -6,7 +6,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from ledger.contract import json_schemas
+from ledger.contract import PERSONAL_FIELDS, json_schemas
 from tests.events import DEFAULT_DATA, event_dict
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "v1"
@@ -30,3 +30,22 @@ def test_the_published_schema_rejects_unknown_fields() -> None:
     schema = json.loads((SCHEMA_DIR / "promise.made.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(event_dict(colour="red"), schema)
+
+
+def test_every_free_text_field_and_nothing_else_is_marked_personal() -> None:
+    marked = {
+        (name.removesuffix(".json"), field)
+        for name, schema in json_schemas().items()
+        for def_ in schema.get("$defs", {}).values()
+        for field, spec in def_.get("properties", {}).items()
+        if spec.get("x-personal") is True
+    }
+    assert marked == {
+        ("touchpoint.recorded", "outcome"),
+        ("promise.made", "description"),
+        ("promise.broken", "reason"),
+        ("promise.renegotiated", "reason"),
+        ("complaint.filed", "text"),
+        ("complaint.resolved", "resolution"),
+    }
+    assert marked == {(t, f) for t, fields in PERSONAL_FIELDS.items() for f in fields}

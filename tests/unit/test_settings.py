@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,17 @@ def test_defaults_are_the_embedded_sqlite_ledger(monkeypatch: pytest.MonkeyPatch
     assert settings.is_embedded
     assert settings.store_url == str(Path(".cxl") / "ledger.sqlite")
     assert settings.events_topic == "cx.events"
+
+
+def test_keys_live_apart_from_the_ledger_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/nonexistent")  # the KEK's place comes from the user database
+    for name in ("CXL_HOME", "CXL_KEY_STORE", "CXL_KEK_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(home=Path("/srv/ledger"))
+    assert settings.key_store_path == Path("/srv/ledger/keys.sqlite")
+    user_home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    assert settings.kek_path == user_home / ".config" / "cx-ledger" / "kek"
+    assert load_settings(kek_file=Path("/k")).kek_path == Path("/k")
 
 
 def test_environment_is_read_with_the_cxl_prefix_and_flags_win(

@@ -1,0 +1,203 @@
+"""``cxl forget``, ``cxl history`` and ``cxl reveal``: erasing a customer, and reading personal
+fields where someone asks for them (never in the projections)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from consumers.relay import LedgerRelay
+from cxl.kafka_access import kafka_access
+from cxl.output import Format, emit_rows, out
+from cxl.store_access import open_store
+from ledger.contract import PERSONAL_FIELDS
+from ledger.errors import ConfigError, CxlError, StoreError
+from ledger.keys import KeyStore
+from ledger.personal import reveal
+from ledger.settings import Settings
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj.settings
+    return settings
+
+
+def open_keys(settings: Settings) -> KeyStore:
+    """The key store, read-only: reading personal fields creates no key and no file."""
+    return KeyStore(settings.key_store_path, settings.kek_path, read_only=True)
+
+
+def _text_of(body: dict[str, Any], fields: tuple[str, ...]) -> str:
+    data = body["data"]
+    return "; ".join(f"{name}: {data[name]}" for name in fields if data.get(name) is not None)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def forget(
+        ctx: typer.Context,
+        customer: Annotated[str, typer.Argument(help="The customer_id to erase.")],
+        reason: Annotated[
+            str,
+            typer.Option(
+                "--reason",
+                help="Why (a ticket or legal basis), sealed in the ledger: no personal data.",
+            ),
+        ],
+    ) -> None:
+        """Erase a customer: destroy their data key, seal customer.erased; every figure stays."""
+        settings = _settings(ctx)
+        with open_store(settings) as store:
+            sealed = store.seal_erasure(customer, reason)
+            kid = store.keys.erase(customer)
+            if sealed and settings.kafka_bootstrap:
+                with kafka_access(settings, may_embed=False) as kafka:
+                    relay = LedgerRelay.for_settings(store, kafka.bootstrap, settings)
+                    try:
+                        relay.run(until_idle=True, should_stop=lambda: False)
+                    finally:
+                        relay.close()
+        what = "customer.erased sealed" if sealed else "already erased in the ledger"
+        key = f"data key {kid} destroyed" if kid else "no data key left to destroy"
+        relayed = (
+            f", relayed to {settings.ledger_topic}" if sealed and settings.kafka_bootstrap else ""
+        )
+        out.print(f"forgot customer {customer!r}: {key}, {what}{relayed}")
+
+    @app.command()
+    def history(
+        ctx: typer.Context,
+        customer: Annotated[str, typer.Argument(help="The customer_id whose events to list.")],
+        with_text: Annotated[
+            bool, typer.Option("--with-text", help="Decrypt the personal fields (needs the keys).")
+        ] = False,
+        fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+    ) -> None:
+        """One customer's sealed events in order; personal fields only with --with-text."""
+        settings = _settings(ctx)
+        with open_store(settings, read_only=True) as store:
+            events = store.stream(customer)
+        if not events:
+            raise StoreError(f"the ledger holds no customer {customer!r}")
+        keys = open_keys(settings) if with_text else None
+        rows: list[dict[str, Any]] = []
+        try:
+            for event in events:
+                row: dict[str, Any] = {
+                    "seq": event.seq,
+                    "occurred_at": event.body["occurred_at"],
+                    "type": event.type,
+                    "event_id": event.event_id,
+                    "recorded_at": event.recorded_at,
+                    "hash": event.hash,
+                }
+                if keys is not None:
+                    body, erased = reveal(event.body, keys)
+                    fields = PERSONAL_FIELDS.get(event.type, ())
+                    if fmt is Format.table:
+                        row["text"] = _text_of(body, fields)
+                    else:
+                        row["text"] = {f: body["data"].get(f) for f in fields}
+                        row["erased_fields"] = erased
+                rows.append(row)
+        finally:
+            if keys is not None:
+                keys.close()
+        emit_rows(rows, fmt, title=f"history of customer {customer}")
+
+    @app.command("reveal")
+    def reveal_command(
+        ctx: typer.Context,
+        source: Annotated[
+            Path,
+            typer.Argument(help="JSON lines of ledger-topic records; - for standard input."),
+        ] = Path("-"),
+    ) -> None:
+        """Decrypt the personal fields of ledger-topic records (JSON lines), for authorised readers.
+
+        Each record is written back as one JSON line with its ``event`` decrypted and an
+        ``erased_fields`` list naming the fields whose customer was erased.
+        """
+        settings = _settings(ctx)
+        with open_keys(settings) as keys:
+            for number, record in _records(source):
+                event = record.get("event") if isinstance(record, dict) else None
+                if not isinstance(event, dict) or not isinstance(event.get("data"), dict):
+                    raise CxlError(
+                        f"{source}:{number}: not a ledger-topic record (no event object)"
+                    )
+                body, erased = reveal(event, keys)
+                record["event"] = body
+                record["erased_fields"] = erased
+                sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
+
+
+PERSONAL_TEXT = "personal_text"
+"""The export file of decrypted personal fields (``cxl export --with-text``)."""
+
+
+def export_personal_text(settings: Settings, directory: Path, fmt: str) -> int:
+    """Write ``directory/personal_text.<fmt>``: one row per personal field of every sealed event
+    (position, event_id, customer_id, type, field, text, erased), decrypted from the ledger; an
+    erased customer's fields have no text and ``erased`` true. Returns the rows written."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pa_parquet
+
+    from projections.targets import replaced_on_success
+
+    columns: dict[str, list[Any]] = {
+        name: []
+        for name in ("position", "event_id", "customer_id", "type", "field", "text", "erased")
+    }
+    with open_store(settings, read_only=True) as store, open_keys(settings) as keys:
+        for page in store.read():
+            for event in page:
+                fields = PERSONAL_FIELDS.get(event.type, ())
+                if not fields:
+                    continue
+                body, erased = reveal(event.body, keys)
+                for name in fields:
+                    value = body["data"].get(name)
+                    if value is None:
+                        continue
+                    is_erased = f"data.{name}" in erased
+                    for column, item in (
+                        ("position", event.position),
+                        ("event_id", event.event_id),
+                        ("customer_id", event.customer_id),
+                        ("type", event.type),
+                        ("field", f"data.{name}"),
+                        ("text", None if is_erased else value),
+                        ("erased", is_erased),
+                    ):
+                        columns[column].append(item)
+    table = pa.table(columns)
+    target = directory / f"{PERSONAL_TEXT}.{fmt}"
+    with replaced_on_success(target) as temporary:
+        if fmt == "parquet":
+            pa_parquet.write_table(table, temporary)
+        else:
+            pa_csv.write_csv(table, temporary)
+    return table.num_rows
+
+
+def _records(source: Path) -> Iterator[tuple[int, Any]]:
+    if str(source) == "-":
+        lines: Any = sys.stdin.buffer
+    else:
+        if not source.is_file():
+            raise ConfigError(f"{source}: no such file")
+        lines = source.open("rb")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise CxlError(f"{source}:{number}: not JSON ({exc})") from None

@@ -1,0 +1,325 @@
+"""Per-customer data keys, kept apart from the ledger and wrapped by a key-encryption key.
+
+Crypto-shredding: each customer's personal fields are encrypted with that customer's own 256-bit
+data key, and erasing the customer destroys the key. The ledger keeps only ciphertext, so its
+chains, hashes and copies never change; without the key, nobody can read what was written.
+
+Contract:
+- The key store is its own SQLite file (``CXL_KEY_STORE``, default ``CXL_HOME/keys.sqlite``, mode
+  0600), never the event store: copying the ledger and the projections without it reveals nothing.
+  It runs with ``secure_delete`` and a rollback journal (not WAL), so a destroyed key's bytes are
+  overwritten in the file, not left in a free page or a write-ahead log.
+- Every data key is stored wrapped (AES-256-GCM) by the key-encryption key (KEK), read from
+  ``CXL_KEK_FILE``: 32 random bytes, base64, one line. The wrap's associated data binds the key to
+  its customer and key id, so a row copied onto another customer does not unwrap.
+- The KEK is created (mode 0600, in a directory of mode 0700) only when it is missing *and* the key
+  store has never been used; a key store remembers a check value of its KEK, so a missing, replaced
+  or mangled KEK is a ``KeyStoreError`` naming the file, never silently new keys or garbage.
+- ``erase`` deletes the customer's key and leaves a tombstone in the same transaction; a customer
+  with a tombstone never gets a key again, whoever asks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ledger.errors import KeyStoreError
+
+KEY_BYTES = 32
+_NONCE_BYTES = 12
+_KEK_CHECK_LABEL = b"cx-ledger key-encryption key check v1"
+_MAC_KEY_INFO = b"cx-ledger personal-field mac v1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cxl_key_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cxl_data_keys (
+    customer_id TEXT PRIMARY KEY, kid TEXT NOT NULL UNIQUE, wrapped BLOB NOT NULL,
+    created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cxl_erasures (
+    customer_id TEXT PRIMARY KEY, kid TEXT, erased_at TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DataKey:
+    """One customer's unwrapped data key: ``aead`` encrypts, ``mac_key`` fingerprints plaintext."""
+
+    customer_id: str
+    kid: str
+    aead: AESGCM
+    mac_key: bytes
+
+
+def _data_key(customer_id: str, kid: str, raw: bytes) -> DataKey:
+    mac_key = HKDF(SHA256(), KEY_BYTES, salt=None, info=_MAC_KEY_INFO).derive(raw)
+    return DataKey(customer_id, kid, AESGCM(raw), mac_key)
+
+
+def _wrap_aad(customer_id: str, kid: str) -> bytes:
+    return f"cx-ledger data key\x00{customer_id}\x00{kid}".encode()
+
+
+def _kek_check(kek: bytes) -> str:
+    return hmac.new(kek, _KEK_CHECK_LABEL, hashlib.sha256).hexdigest()
+
+
+def read_kek(path: Path) -> bytes:
+    """The key-encryption key in ``path``; ``KeyStoreError`` when it is missing or not one."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise KeyStoreError(
+            f"the key-encryption key file {path} is missing (CXL_KEK_FILE); without it no "
+            "personal field can be read or written"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyStoreError(f"cannot read the key-encryption key file {path}: {exc}") from exc
+    try:
+        kek = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        kek = b""
+    if len(kek) != KEY_BYTES:
+        raise KeyStoreError(
+            f"{path} is not a key-encryption key (expected {KEY_BYTES} random bytes, base64, "
+            "one line)"
+        )
+    return kek
+
+
+def create_kek(path: Path) -> bytes:
+    """Write a new random key-encryption key to ``path`` (0600; its directory 0700 when created)."""
+    kek = secrets.token_bytes(KEY_BYTES)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(base64.b64encode(kek).decode("ascii") + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)  # complete or absent, never half-written; fails if it exists
+    except FileExistsError:
+        return read_kek(path)  # another process created it first
+    except OSError as exc:
+        raise KeyStoreError(
+            f"cannot create the key-encryption key file {path}: {exc.strerror or exc}"
+        ) from exc
+    finally:
+        temporary.unlink(missing_ok=True)
+    return kek
+
+
+class KeyStore:
+    """The per-customer data keys of one ledger (see the module docstring for the contract)."""
+
+    def __init__(self, path: Path, kek_file: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self.kek_file = kek_file
+        self.read_only = read_only
+        self._cache: dict[str, DataKey] = {}
+        self._by_kid: dict[str, DataKey | None] = {}
+        self._erased: set[str] = set()
+        self._connection = self._connect()
+        try:
+            self._kek = self._open_kek()
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.read_only:
+                if not self.path.is_file():
+                    raise KeyStoreError(
+                        f"there is no key store at {self.path} (CXL_KEY_STORE): no personal "
+                        "field was ever sealed with it"
+                    )
+                connection = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
+                )
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self.path.exists():
+                    os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+                connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                connection.execute("PRAGMA journal_mode=DELETE")
+            connection.execute("PRAGMA secure_delete=ON")
+            if not self.read_only:
+                connection.executescript(_SCHEMA)
+            return connection
+        except (OSError, sqlite3.Error) as exc:
+            raise KeyStoreError(f"cannot open the key store {self.path}: {exc}") from exc
+
+    def _open_kek(self) -> bytes:
+        recorded = self._meta("kek_check")
+        if recorded is None and not self.read_only and not self.kek_file.exists():
+            kek = create_kek(self.kek_file)
+        else:
+            kek = read_kek(self.kek_file)
+        if recorded is None and not self.read_only:
+            with self._write() as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO cxl_key_meta VALUES ('kek_check', ?)",
+                    [_kek_check(kek)],
+                )
+            recorded = self._meta("kek_check")
+        if recorded is not None and not hmac.compare_digest(recorded, _kek_check(kek)):
+            raise KeyStoreError(
+                f"the key-encryption key in {self.kek_file} is not the one the key store "
+                f"{self.path} was made with (CXL_KEK_FILE); restore the right file"
+            )
+        return kek
+
+    def _meta(self, name: str) -> str | None:
+        try:
+            row = self._connection.execute(
+                "SELECT value FROM cxl_key_meta WHERE name = ?", [name]
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise KeyStoreError(f"{self.path} is not a cx-ledger key store ({exc})") from exc
+        return None if row is None else str(row[0])
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise KeyStoreError("the key store was opened read-only")
+        db = self._connection
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise KeyStoreError(f"cannot write the key store {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> KeyStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def keys_for(self, customer_ids: Iterable[str], *, create: bool = True) -> dict[str, DataKey]:
+        """The data keys of ``customer_ids`` that are not erased, creating missing ones (unless
+        ``create`` is false) in one committed transaction: a key is durable before any
+        ciphertext made with it can be sealed. Erased customers are absent from the result."""
+        wanted = {c for c in customer_ids if c not in self._cache and c not in self._erased}
+        if wanted:
+            self._load(wanted)
+            missing = wanted - self._cache.keys() - self._erased
+            if missing and create:
+                self._create(missing)
+        return {c: self._cache[c] for c in customer_ids if c in self._cache}
+
+    def is_erased(self, customer_id: str) -> bool:
+        if customer_id not in self._cache and customer_id not in self._erased:
+            self._load({customer_id})
+        return customer_id in self._erased
+
+    def _load(self, customer_ids: set[str]) -> None:
+        ids = sorted(customer_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            try:
+                erased = self._connection.execute(
+                    f"SELECT customer_id FROM cxl_erasures WHERE customer_id IN ({marks})", chunk
+                ).fetchall()
+                rows = self._connection.execute(
+                    "SELECT customer_id, kid, wrapped FROM cxl_data_keys "
+                    f"WHERE customer_id IN ({marks})",
+                    chunk,
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise KeyStoreError(f"cannot read the key store {self.path}: {exc}") from exc
+            self._erased.update(row[0] for row in erased)
+            for customer_id, kid, wrapped in rows:
+                if customer_id not in self._erased:
+                    self._cache[customer_id] = self._unwrap(customer_id, kid, bytes(wrapped))
+
+    def _unwrap(self, customer_id: str, kid: str, wrapped: bytes) -> DataKey:
+        try:
+            raw = AESGCM(self._kek).decrypt(
+                wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], _wrap_aad(customer_id, kid)
+            )
+        except (InvalidTag, ValueError):
+            raise KeyStoreError(
+                f"the data key of customer {customer_id!r} in {self.path} does not unwrap with "
+                "this key-encryption key: the key store was altered"
+            ) from None
+        return _data_key(customer_id, kid, raw)
+
+    def _create(self, customer_ids: set[str]) -> None:
+        now = datetime.now(UTC).isoformat()
+        made: dict[str, tuple[str, bytes]] = {}
+        for customer_id in sorted(customer_ids):
+            kid = secrets.token_hex(16)
+            raw = secrets.token_bytes(KEY_BYTES)
+            nonce = secrets.token_bytes(_NONCE_BYTES)
+            wrapped = nonce + AESGCM(self._kek).encrypt(nonce, raw, _wrap_aad(customer_id, kid))
+            made[customer_id] = (kid, wrapped)
+        with self._write() as db:
+            for customer_id, (kid, wrapped) in made.items():
+                # A tombstone, or a key another writer made meanwhile, wins over this one.
+                db.execute(
+                    "INSERT INTO cxl_data_keys SELECT ?, ?, ?, ? WHERE NOT EXISTS "
+                    "(SELECT 1 FROM cxl_erasures WHERE customer_id = ?) "
+                    "ON CONFLICT (customer_id) DO NOTHING",
+                    [customer_id, kid, wrapped, now, customer_id],
+                )
+        self._load(customer_ids)
+
+    def key(self, kid: str) -> DataKey | None:
+        """The data key with id ``kid``; None when it was destroyed (or never existed here)."""
+        if kid in self._by_kid:
+            return self._by_kid[kid]
+        try:
+            row = self._connection.execute(
+                "SELECT customer_id, kid, wrapped FROM cxl_data_keys WHERE kid = ?", [kid]
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise KeyStoreError(f"cannot read the key store {self.path}: {exc}") from exc
+        key = None if row is None else self._unwrap(row[0], row[1], bytes(row[2]))
+        self._by_kid[kid] = key
+        return key
+
+    def erase(self, customer_id: str) -> str | None:
+        """Destroy ``customer_id``'s data key and leave its tombstone; the destroyed key's id, or
+        None when it had none. Idempotent."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT kid FROM cxl_data_keys WHERE customer_id = ?", [customer_id]
+            ).fetchone()
+            kid = None if row is None else str(row[0])
+            db.execute("DELETE FROM cxl_data_keys WHERE customer_id = ?", [customer_id])
+            db.execute(
+                "INSERT INTO cxl_erasures VALUES (?, ?, ?) ON CONFLICT (customer_id) DO NOTHING",
+                [customer_id, kid, datetime.now(UTC).isoformat()],
+            )
+        self._cache.pop(customer_id, None)
+        self._erased.add(customer_id)
+        if kid is not None:
+            self._by_kid[kid] = None
+        return kid

@@ -1,0 +1,145 @@
+"""Personal fields: encrypted at sealing, fingerprinted for dedupe, revealed only on request.
+
+The contract marks each field that may carry personal data (``x-personal`` in the JSON Schemas,
+``PERSONAL_FIELDS`` here). At sealing, each such field that has a value is replaced in the body by a
+*sealed field*::
+
+    {"$enc": "A256GCM", "kid": <customer's key id>, "iv": <base64 96-bit nonce>,
+     "ct": <base64 AES-256-GCM ciphertext and tag>, "mac": <base64 HMAC-SHA256>}
+
+- ``ct`` is the UTF-8 text encrypted with the customer's data key under a fresh random nonce, with
+  ``event_id NUL path`` as associated data: a ciphertext moved to another event or field does not
+  decrypt.
+- ``mac`` is HMAC-SHA256, under a key derived from the data key (HKDF), of ``event_id NUL path NUL
+  text``. It is what deduplication compares: the **dedupe digest** of a body is the SHA-256 of its
+  canonical JSON with every sealed field replaced by ``{"mac": mac}``. A redelivered event (same
+  id, same text) has the same digest; one whose text differs does not; and the digest is computed
+  from the stored bytes alone, so ``cxl verify`` checks it without any key. Once the key is
+  destroyed the mac cannot be recomputed, so it confirms no guess.
+
+The seal hash covers the body with its sealed fields: destroying a key changes no stored byte, so
+every chain verifies the same before and after an erasure.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+
+from ledger.canonical import canonical_json
+from ledger.contract import PERSONAL_FIELDS
+from ledger.errors import KeyStoreError
+from ledger.keys import DataKey, KeyStore
+
+ALGORITHM = "A256GCM"
+SEALED_MARK = "$enc"
+ERASED = "[erased]"
+
+
+def is_sealed_field(value: Any) -> bool:
+    return type(value) is dict and value.get(SEALED_MARK) == ALGORITHM
+
+
+def _aad(event_id: str, path: str) -> bytes:
+    return f"{event_id}\x00{path}".encode()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def field_mac(key: DataKey, event_id: str, path: str, text: str) -> str:
+    message = f"{event_id}\x00{path}\x00".encode() + text.encode("utf-8")
+    return _b64(hmac.new(key.mac_key, message, hashlib.sha256).digest())
+
+
+def dedupe_digest(body: dict[str, Any]) -> str:
+    """The content fingerprint deduplication compares (see the module docstring); equal to the
+    SHA-256 of the canonical body when the body holds no sealed field."""
+    data = body.get("data")
+    if type(data) is dict and any(is_sealed_field(v) for v in data.values()):
+        data = {k: {"mac": v["mac"]} if is_sealed_field(v) else v for k, v in data.items()}
+        body = {**body, "data": data}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+class PersonalCipher:
+    """Seals the personal fields of events with their customers' data keys (``KeyStore``)."""
+
+    def __init__(self, keys: KeyStore) -> None:
+        self.keys = keys
+
+    def prepare(self, customer_ids: Iterable[str]) -> set[str]:
+        """Make sure every customer about to be sealed has a data key (created and committed in
+        the key store first); returns the customers that were erased."""
+        wanted = set(customer_ids)
+        found = self.keys.keys_for(wanted)
+        return {c for c in wanted - found.keys() if self.keys.is_erased(c)}
+
+    def seal_fields(self, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """``body`` with its personal fields sealed, and its dedupe digest."""
+        paths = PERSONAL_FIELDS.get(body["type"], ())
+        data = body["data"]
+        present = [name for name in paths if data.get(name) is not None]
+        if not present:
+            return body, dedupe_digest(body)
+        key = self.keys.keys_for([body["customer_id"]])[body["customer_id"]]
+        event_id = body["event_id"]
+        sealed_data = dict(data)
+        fingerprints = dict(data)
+        for name in present:
+            path = f"data.{name}"
+            text = data[name]
+            mac = field_mac(key, event_id, path, text)
+            nonce = secrets.token_bytes(12)
+            sealed_data[name] = {
+                SEALED_MARK: ALGORITHM,
+                "kid": key.kid,
+                "iv": _b64(nonce),
+                "ct": _b64(key.aead.encrypt(nonce, text.encode("utf-8"), _aad(event_id, path))),
+                "mac": mac,
+            }
+            fingerprints[name] = {"mac": mac}
+        digest = hashlib.sha256(canonical_json({**body, "data": fingerprints})).hexdigest()
+        return {**body, "data": sealed_data}, digest
+
+
+def reveal(body: dict[str, Any], keys: KeyStore) -> tuple[dict[str, Any], list[str]]:
+    """``body`` with its sealed fields decrypted, and the paths of those that are erased.
+
+    An erased field reads as ``ERASED``; a sealed field whose ciphertext does not decrypt with its
+    key (altered, or moved from another event) raises ``KeyStoreError`` — never garbage.
+    """
+    data = body.get("data")
+    if type(data) is not dict or not any(is_sealed_field(v) for v in data.values()):
+        return body, []
+    erased: list[str] = []
+    revealed = dict(data)
+    for name, value in data.items():
+        if not is_sealed_field(value):
+            continue
+        path = f"data.{name}"
+        key = keys.key(value["kid"])
+        if key is None:
+            revealed[name] = ERASED
+            erased.append(path)
+            continue
+        try:
+            plain = key.aead.decrypt(
+                base64.b64decode(value["iv"]),
+                base64.b64decode(value["ct"]),
+                _aad(body["event_id"], path),
+            )
+        except (InvalidTag, ValueError) as exc:
+            raise KeyStoreError(
+                f"event {body['event_id']} {path} does not decrypt with its key {value['kid']} "
+                "(the stored ciphertext was altered)"
+            ) from exc
+        revealed[name] = plain.decode("utf-8")
+    return {**body, "data": revealed}, erased
