@@ -292,15 +292,29 @@ class KeyStore:
         self._load(customer_ids)
 
     def key(self, kid: str) -> DataKey | None:
-        """The data key with id ``kid``; None when it was destroyed (or never existed here)."""
+        """The data key with id ``kid``; None when it was destroyed by an erasure.
+
+        A kid this key store never held is a ``KeyStoreError``: it is another ledger's key store
+        (or the wrong ``CXL_KEY_STORE``), and calling such a field erased would be a lie."""
         if kid in self._by_kid:
             return self._by_kid[kid]
         try:
             row = self._connection.execute(
                 "SELECT customer_id, kid, wrapped FROM cxl_data_keys WHERE kid = ?", [kid]
             ).fetchone()
+            destroyed = (
+                row is None
+                and self._connection.execute(
+                    "SELECT 1 FROM cxl_erasures WHERE kid = ?", [kid]
+                ).fetchone()
+            )
         except sqlite3.Error as exc:
             raise KeyStoreError(f"cannot read the key store {self.path}: {exc}") from exc
+        if row is None and not destroyed:
+            raise KeyStoreError(
+                f"the key store {self.path} never held data key {kid}: it is not the key store "
+                "this ledger was sealed with (CXL_KEY_STORE)"
+            )
         key = None if row is None else self._unwrap(row[0], row[1], bytes(row[2]))
         self._by_kid[kid] = key
         return key

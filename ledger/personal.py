@@ -125,21 +125,27 @@ def reveal(body: dict[str, Any], keys: KeyStore) -> tuple[dict[str, Any], list[s
         if not is_sealed_field(value):
             continue
         path = f"data.{name}"
-        key = keys.key(value["kid"])
+        try:
+            kid, nonce, ciphertext = value["kid"], value["iv"], value["ct"]
+        except KeyError as exc:
+            raise KeyStoreError(
+                f"event {body.get('event_id')} {path} is not a sealed field (no {exc})"
+            ) from None
+        key = keys.key(str(kid))
         if key is None:
             revealed[name] = ERASED
             erased.append(path)
             continue
         try:
             plain = key.aead.decrypt(
-                base64.b64decode(value["iv"]),
-                base64.b64decode(value["ct"]),
-                _aad(body["event_id"], path),
+                base64.b64decode(nonce, validate=True),
+                base64.b64decode(ciphertext, validate=True),
+                _aad(str(body["event_id"]), path),
             )
-        except (InvalidTag, ValueError) as exc:
+        except (InvalidTag, ValueError, KeyError, TypeError) as exc:
             raise KeyStoreError(
-                f"event {body['event_id']} {path} does not decrypt with its key {value['kid']} "
-                "(the stored ciphertext was altered)"
+                f"event {body.get('event_id')} {path} does not decrypt with its key "
+                f"{value.get('kid')} (the stored ciphertext was altered)"
             ) from exc
         revealed[name] = plain.decode("utf-8")
     return {**body, "data": revealed}, erased

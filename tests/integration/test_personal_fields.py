@@ -204,3 +204,14 @@ def test_projections_that_hold_personal_text_are_rebuilt_without_it(tmp_path: Pa
     assert rebuilt == [f"{path} was built by an earlier cx-ledger and holds personal text"]
     assert "reason" not in columns
     assert b"diagnosis" not in path.read_bytes()
+
+
+def test_another_ledgers_key_store_is_an_error_not_an_erasure(tmp_path: Path) -> None:
+    with _writer(tmp_path / "a") as store:
+        store.seal([valid("complaint.filed", customer_id="c1", text="t")])
+        (sealed,) = store.stream("c1")
+    with (
+        KeyStore(tmp_path / "b" / "keys.sqlite", tmp_path / "b" / "kek") as other,
+        pytest.raises(KeyStoreError, match="never held data key"),
+    ):
+        reveal(sealed.body, other)
