@@ -466,6 +466,10 @@ def demo(
         int, typer.Option(min=10, max=1_000_000, help="Synthetic customers (~16 events each).")
     ] = 4000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic history.")] = 7,
+    save_history: Annotated[
+        Path | None,
+        typer.Option(help="Also write the generated history (JSON lines, plaintext) to this file."),
+    ] = None,
 ) -> None:
     """The whole pipeline in one process on the embedded default: generate, publish, seal, verify."""
     from cxl.demo import run_demo
@@ -473,10 +477,13 @@ def demo(
     settings = _ctx(ctx).settings
     ensure_home(settings)
     check_store_file(settings.store_url)
+    if save_history is not None and not save_history.parent.is_dir():
+        raise ConfigError(f"--save-history {save_history}: its directory does not exist")
     result = run_demo(
         settings,
         customers=customers,
         seed=seed,
+        history=save_history,
         run_ingest=run_ingest,
         say=lambda text: out.print(text, markup=False),
     )

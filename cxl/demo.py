@@ -1,6 +1,6 @@
 """``cxl demo``: the whole pipeline on the embedded default, from nothing to a sealed, verified ledger.
 
-Generate a synthetic history → publish it to Kafka → consume, validate and seal it → relay it →
+Generate a synthetic history (optionally saved, with ``--save-history``) → publish it to Kafka → consume, validate and seal it → relay it →
 verify every chain → project it into DuckDB → print the trust gap → write the HTML report. Re-running it is harmless: the same seed yields the same events, which the
 ledger recognises as duplicates.
 """
@@ -14,10 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from consumers.ingest import IngestStats
 from consumers.kafka_clients import make_producer
 from consumers.publisher import publish_records
-from consumers.records import read_jsonl
+from consumers.records import InboundRecord
 from consumers.topics import ensure_topics
 from cxl.kafka_access import kafka_access
 from cxl.synthetic import HistoryGenerator, write_jsonl
@@ -32,7 +34,7 @@ from projections.trust_gap import trust_gap
 
 @dataclass
 class DemoResult:
-    history_path: Path
+    history_path: Path | None
     generated: int
     published: int
     ingest: IngestStats
@@ -50,21 +52,29 @@ def run_demo(
     seed: int,
     run_ingest: Callable[..., IngestStats],
     say: Callable[[str], None],
+    history: Path | None = None,
 ) -> DemoResult:
+    """Run the pipeline; the generated history (the publishers' side, in plaintext) is written
+    only to ``history`` when one is given, never under ``CXL_HOME``."""
     started = time.monotonic()
-    history = settings.home / "demo" / "history.jsonl"
-    history.parent.mkdir(parents=True, exist_ok=True)
     generator = HistoryGenerator(customers=customers, seed=seed)
     events = generator.events()
-    write_jsonl(events, str(history))
-    say(f"generated {len(events):,} events for {customers:,} customers → {history}")
+    if history is not None:
+        write_jsonl(events, str(history))
+    say(
+        f"generated {len(events):,} events for {customers:,} customers"
+        + (f" → {history}" if history is not None else "")
+    )
     with kafka_access(settings, may_embed=True) as kafka:
         say(f"Kafka at {kafka.bootstrap}{' (embedded, memory only)' if kafka.owns_broker else ''}")
         producer = make_producer(kafka.bootstrap, settings.kafka_timeout_s)
         try:
             ensure_topics(kafka.bootstrap, settings.topics, settings.kafka_timeout_s)
             published = publish_records(
-                read_jsonl(str(history)),
+                (
+                    InboundRecord(orjson.dumps(event), f"demo event {n}")
+                    for n, event in enumerate(events, 1)
+                ),
                 producer,
                 settings.events_topic,
                 timeout_s=settings.kafka_timeout_s,
