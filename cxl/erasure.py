@@ -124,6 +124,8 @@ def register(app: typer.Typer) -> None:
         ``erased_fields`` list naming the fields whose customer was erased.
         """
         settings = _settings(ctx)
+        if str(source) != "-" and not source.is_file():
+            raise ConfigError(f"{source}: no such file")
         with open_keys(settings) as keys:
             for number, record in _records(source):
                 event = record.get("event") if isinstance(record, dict) else None
@@ -191,8 +193,6 @@ def _records(source: Path) -> Iterator[tuple[int, Any]]:
     if str(source) == "-":
         lines: Any = sys.stdin.buffer
     else:
-        if not source.is_file():
-            raise ConfigError(f"{source}: no such file")
         lines = source.open("rb")
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -466,9 +466,9 @@ class LedgerStore:
         From then on the stream takes no more events (``SealReport.erased``). ``StoreError`` when
         the ledger holds no such customer.
         """
+        event = erasure_event(customer_id, reason, self._clock())
         if not self.recorder.select_events(relationship_id(customer_id), limit=1):
             raise StoreError(f"the ledger holds no customer {customer_id!r}")
-        event = erasure_event(customer_id, reason, self._clock())
         return self.seal([event]).sealed == 1
 
     def _seal_instant(self, tx: SealingTransaction) -> datetime:

@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from cxl import cli
+from ledger.keys import KeyStore
+from ledger.personal import PersonalCipher
 from ledger.store import LedgerStore
+from tests.events import valid
 
 NOT_A_FILE = "{tmp}/a-directory"
 GARBAGE_HOME = "{tmp}/garbage-home"  # holds a ledger.sqlite that is not a SQLite database
@@ -28,6 +31,10 @@ UNWRITABLE_HOME = "/proc/cxl-home" if os.geteuid() == 0 else "{tmp}/read-only/ho
 USAGE = 2
 CONFIG = 2
 ERROR = 1
+KEYS = 7
+# A home whose key store was made with a key-encryption key that is gone (KEYED), or is there.
+KEYED = {"CXL_HOME": "{tmp}/keyed-home", "CXL_KEK_FILE": "{tmp}/kek-gone"}
+KEYED_OK = {"CXL_HOME": "{tmp}/keys-home", "CXL_KEK_FILE": "{tmp}/kek-kept"}
 
 CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     # usage, whatever the command
@@ -126,6 +133,20 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("report onto the store", ["report", "--to", "{tmp}/home/ledger.sqlite"], {}, CONFIG),
     ("report into a missing directory", ["report", "--to", "{tmp}/no/r.html"], {}, ERROR),
     ("report into /proc", ["report", "--to", "/proc/r.html"], {}, ERROR),
+    # forget, history, reveal
+    ("forget without --reason", ["forget", "c1"], {}, USAGE),
+    ("forget without a customer", ["forget", "--reason", "r"], {}, USAGE),
+    ("forget an unknown customer", ["forget", "nobody", "--reason", "r"], {}, ERROR),
+    ("forget with a control character", ["forget", "c1", "--reason", "a\x07b"], {}, CONFIG),
+    ("forget with the KEK gone", ["forget", "c1", "--reason", "r"], KEYED, KEYS),
+    ("history without a customer", ["history"], {}, USAGE),
+    ("history of an unknown customer", ["history", "nobody"], {}, ERROR),
+    ("history with no ledger", ["history", "c1"], {"CXL_HOME": "{tmp}/empty-home"}, ERROR),
+    ("history --with-text, KEK gone", ["history", "c1", "--with-text"], KEYED, KEYS),
+    ("reveal a missing file", ["reveal", "{tmp}/missing.jsonl"], {}, CONFIG),
+    ("reveal with no key store", ["reveal", "{tmp}/events.jsonl"], {}, KEYS),
+    ("reveal a record with no event", ["reveal", "{tmp}/events.jsonl"], KEYED_OK, ERROR),
+    ("export --with-text, KEK gone", ["export", "--to", "{tmp}/out", "--with-text"], KEYED, KEYS),
 ]
 
 
@@ -145,11 +166,17 @@ def _prepare(tmp: Path) -> None:
     (tmp / "unreadable.jsonl").chmod(0)
     if os.geteuid() != 0:
         (tmp / "read-only").mkdir(mode=0o500)
+    for home, kek in (("keyed-home", "kek-gone"), ("keys-home", "kek-kept")):
+        keys = KeyStore(tmp / home / "keys.sqlite", tmp / kek)
+        with LedgerStore(str(tmp / home / "ledger.sqlite"), personal=PersonalCipher(keys)) as store:
+            store.seal([valid("complaint.filed", customer_id="c1", text="t")])
+    (tmp / "kek-gone").unlink()
 
 
 def _cxl(tmp: Path, args: list[str], extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CXL_")}
     env["CXL_HOME"] = str(tmp / "home")
+    env["CXL_KEK_FILE"] = str(tmp / "kek")
     env.update({k: v.format(tmp=tmp) for k, v in extra.items()})
     return subprocess.run(
         [sys.executable, "-m", "cxl", *(a.format(tmp=tmp) for a in args)],
@@ -186,7 +213,7 @@ def test_the_table_covers_every_command(tmp_path: Path) -> None:
     commands = listed.stdout.split("Commands:", 1)[1].split()
     names = {word for word in commands if word.isalpha() and word.islower() and len(word) > 2}
     documented = {"ingest", "publish", "consume", "relay", "broker", "verify", "schemas", "demo"}
-    documented |= {"gap", "replay", "sql", "export", "report"}
+    documented |= {"gap", "replay", "sql", "export", "report", "forget", "history", "reveal"}
     assert documented <= names
     covered = {args[0] for _, args, _, _ in CASES}
     assert documented <= covered
