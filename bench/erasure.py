@@ -3,7 +3,8 @@ plaintext, and the cost of ``cxl forget`` for a customer with a long history, in
 
     python -m bench.erasure [--events 100000] [--history 10000]
 
-Targets (issue 7): ingest with encryption ≥ 0.85 of the same ingest without it.
+Targets (issue 7): ingest with encryption ≥ 0.85 of the same ingest without it (here the file
+path, contract and sealing only: the dearest case; ``bench.ingest`` measures the Kafka path).
 """
 
 from __future__ import annotations
@@ -17,16 +18,14 @@ from pathlib import Path
 
 import orjson
 
-from bench.figures import Figure, Target, rate
-from bench.ingest import generate
+from bench.figures import Figure, rate
+from bench.ingest import ENCRYPTION_TARGETS, generate
 from consumers.files import ingest_records
 from consumers.records import InboundRecord
 from ledger.contract import PERSONAL_FIELDS
 from ledger.keys import KeyStore
 from ledger.personal import PersonalCipher
 from ledger.store import LedgerStore
-
-ENCRYPTION_TARGET = (Target(">=", 0.85, on="ratio"),)
 
 
 def _ingest(values: list[bytes], store: LedgerStore) -> float:
@@ -58,7 +57,7 @@ def encryption(values: list[bytes], root: Path) -> list[Figure]:
         len(values),
         min(sealed_s),
         baseline=off,
-        targets=ENCRYPTION_TARGET,
+        targets=ENCRYPTION_TARGETS,
     )
     return [off, on]
 

@@ -34,6 +34,8 @@ from ledger.store import LedgerStore
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 # Issue 2: end-to-end ≥ 10,000 events/s on SQLite, and ≥ 0.3 of the raw consume rate.
 E2E_TARGETS = (Target(">=", 10_000), Target(">=", 0.3, on="ratio"))
+# Issue 7: ingest with personal fields encrypted ≥ 0.85 of the same ingest in plaintext.
+ENCRYPTION_TARGETS = (Target(">=", 0.85, on="ratio"),)
 
 
 def generate(n: int) -> list[bytes]:
@@ -95,8 +97,17 @@ def end_to_end(
     consume: Figure | None = None,
     *,
     keys_dir: Path,
+    personal: bool = True,
+    label: str = "",
+    targets: tuple[Target, ...] | None = None,
 ) -> list[Figure]:
-    """The end-to-end rate (and its steady state), each compared with ``consume`` (raw)."""
+    """The end-to-end rate (and its steady state), each compared with ``consume`` (raw).
+
+    ``personal=False`` seals personal fields in plaintext (one worker only): the baseline that
+    measures what encryption costs; every command of the product encrypts them.
+    """
+    if not personal and workers > 1:
+        raise ValueError("a plaintext baseline runs in one worker")
     settings = Settings(
         kafka_bootstrap=bootstrap,
         events_topic=topic,
@@ -111,7 +122,8 @@ def end_to_end(
     )
     done_at: list[float] = []
     first_at: list[tuple[float, int]] = []
-    with LedgerStore.for_settings(settings) as store:
+    opened = LedgerStore.for_settings(settings) if personal else LedgerStore(store_url)
+    with opened as store:
         runner: IngestConsumer | ParallelIngest
         if workers > 1:
             runner = ParallelIngest(settings, bootstrap, workers=workers)
@@ -138,14 +150,16 @@ def end_to_end(
     backend = "PostgreSQL" if store_url.startswith("postgres") else "SQLite"
     figures = [
         rate(
-            f"end-to-end → sealed ({backend}, {workers} worker{'s' if workers > 1 else ''})",
+            f"end-to-end → sealed ({backend}, {workers} worker{'s' if workers > 1 else ''}){label}",
             stats.consumed,
             elapsed,
             baseline=consume,
-            targets=E2E_TARGETS if backend == "SQLite" else (),
+            targets=targets
+            if targets is not None
+            else (E2E_TARGETS if backend == "SQLite" else ()),
         )
     ]
-    if first_at and done_at:
+    if first_at and done_at and not label:
         # From the first sealed batch on: what a long-running consumer sustains, start-up excluded.
         figures.append(
             rate(
@@ -156,6 +170,36 @@ def end_to_end(
             )
         )
     return figures
+
+
+def encryption_cost(bootstrap: str, topic: str, root: Path, total: int, batch: int) -> list[Figure]:
+    """The same end-to-end ingest in one worker, personal fields in plaintext then encrypted, each
+    into a fresh store (best of two runs each)."""
+    plain: list[Figure] = []
+    sealed: list[Figure] = []
+    for attempt in range(2):
+        for personal, runs in ((False, plain), (True, sealed)):
+            url = str(root / f"cost-{personal}-{attempt}.sqlite")
+            runs.extend(
+                end_to_end(
+                    bootstrap,
+                    topic,
+                    url,
+                    total,
+                    batch,
+                    1,
+                    keys_dir=root / f"keys-{attempt}",
+                    personal=personal,
+                    label=", personal fields " + ("encrypted" if personal else "in plaintext"),
+                    targets=(),
+                )
+            )
+    off = max(plain, key=lambda f: f.value)
+    on = max(sealed, key=lambda f: f.value)
+    on.baseline, on.targets = off, ENCRYPTION_TARGETS
+    off.name += " (raw)"
+    print(f"  encrypted / plaintext end-to-end: {on.value / off.value:.2f} (target ≥ 0.85)")
+    return [off, on]
 
 
 def run(
@@ -208,6 +252,10 @@ def run(
                     keys_dir=Path(tmp),
                 )
             )
+            if store == "sqlite":
+                figures.extend(
+                    encryption_cost(broker.bootstrap, topic, Path(tmp), len(values), batch)
+                )
         finally:
             if store == "postgres":
                 import psycopg

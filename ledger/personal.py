@@ -5,16 +5,17 @@ The contract marks each field that may carry personal data (``x-personal`` in th
 *sealed field*::
 
     {"$enc": "A256GCM", "kid": <customer's key id>, "iv": <base64 96-bit nonce>,
-     "ct": <base64 AES-256-GCM ciphertext and tag>, "mac": <base64 HMAC-SHA256>}
+     "ct": <base64 AES-256-GCM ciphertext and tag>, "mac": <base64 128-bit HMAC-SHA256>}
 
 - ``ct`` is the UTF-8 text encrypted with the customer's data key under a fresh random nonce, with
   ``event_id NUL path`` as associated data: a ciphertext moved to another event or field does not
   decrypt.
-- ``mac`` is HMAC-SHA256, under a key derived from the data key (HKDF), of ``event_id NUL path NUL
-  text``. It is what deduplication compares: the **dedupe digest** of a body is the SHA-256 of its
-  canonical JSON with every sealed field replaced by ``{"mac": mac}``. A redelivered event (same
-  id, same text) has the same digest; one whose text differs does not; and the digest is computed
-  from the stored bytes alone, so ``cxl verify`` checks it without any key. Once the key is
+- ``mac`` is HMAC-SHA256 truncated to its first 128 bits, under a key derived from the data key
+  (HKDF), of ``event_id NUL path NUL text``. It is what deduplication compares: the **dedupe
+  digest** of a body is the SHA-256 of its canonical JSON with the random members (``ct``, ``iv``)
+  left out of every sealed field. A redelivered event (same id, same text) has the same digest;
+  one whose text differs does not; and the digest is computed from the stored bytes alone, so
+  ``cxl verify`` checks it without any key. Once the key is
   destroyed the mac cannot be recomputed, so it confirms no guess.
 
 The seal hash covers the body with its sealed fields: destroying a key changes no stored byte, so
@@ -24,20 +25,28 @@ every chain verifies the same before and after an erasure.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
-import secrets
+import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
-from ledger.canonical import canonical_json
+from ledger.canonical import canonical_encoder, canonical_json
 from ledger.contract import PERSONAL_FIELDS
 from ledger.errors import KeyStoreError
-from ledger.keys import DataKey, KeyStore
+from ledger.keys import KeyStore
 
 ALGORITHM = "A256GCM"
+NONCE_BYTES = 12
+MAC_BYTES = 16
+_RANDOM_MEMBERS = ("ct", "iv")
+# In canonical bytes a sealed field is {"$enc":…,"ct":"<b64>","iv":"<b64>","kid":…,"mac":…} (keys
+# sorted); a quote inside any string is escaped, so this matches only those two members.
+_RANDOM_BYTES = re.compile(rb'"ct":"[A-Za-z0-9+/=]*","iv":"[A-Za-z0-9+/=]*",')
 SEALED_MARK = "$enc"
 ERASED = "[erased]"
 
@@ -51,12 +60,13 @@ def _aad(event_id: str, path: str) -> bytes:
 
 
 def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 
-def field_mac(key: DataKey, event_id: str, path: str, text: str) -> str:
-    message = f"{event_id}\x00{path}\x00".encode() + text.encode("utf-8")
-    return _b64(hmac.new(key.mac_key, message, hashlib.sha256).digest())
+def _fingerprint(value: Any) -> Any:
+    if is_sealed_field(value):
+        return {k: v for k, v in value.items() if k not in _RANDOM_MEMBERS}
+    return value
 
 
 def dedupe_digest(body: dict[str, Any]) -> str:
@@ -64,8 +74,7 @@ def dedupe_digest(body: dict[str, Any]) -> str:
     SHA-256 of the canonical body when the body holds no sealed field."""
     data = body.get("data")
     if type(data) is dict and any(is_sealed_field(v) for v in data.values()):
-        data = {k: {"mac": v["mac"]} if is_sealed_field(v) else v for k, v in data.items()}
-        body = {**body, "data": data}
+        body = {**body, "data": {k: _fingerprint(v) for k, v in data.items()}}
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
@@ -82,32 +91,36 @@ class PersonalCipher:
         found = self.keys.keys_for(wanted)
         return {c for c in wanted - found.keys() if self.keys.is_erased(c)}
 
-    def seal_fields(self, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        """``body`` with its personal fields sealed, and its dedupe digest."""
-        paths = PERSONAL_FIELDS.get(body["type"], ())
+    def seal_fields(self, body: dict[str, Any]) -> tuple[bytes, str | None]:
+        """The canonical bytes of ``body`` with its personal fields sealed, and its dedupe digest
+        (None when the body holds no personal value: then it is the digest of those bytes)."""
+        encode = canonical_encoder(body)
         data = body["data"]
-        present = [name for name in paths if data.get(name) is not None]
+        present = [n for n in PERSONAL_FIELDS.get(body["type"], ()) if data.get(n) is not None]
         if not present:
-            return body, dedupe_digest(body)
-        key = self.keys.keys_for([body["customer_id"]])[body["customer_id"]]
+            return encode(body), None
+        key = self.keys.cached(body["customer_id"])
         event_id = body["event_id"]
         sealed_data = dict(data)
-        fingerprints = dict(data)
-        for name in present:
+        nonces = os.urandom(NONCE_BYTES * len(present))
+        for number, name in enumerate(present):
             path = f"data.{name}"
-            text = data[name]
-            mac = field_mac(key, event_id, path, text)
-            nonce = secrets.token_bytes(12)
+            text = data[name].encode("utf-8")
+            mac = _b64(
+                hmac.digest(key.mac_key, f"{event_id}\x00{path}\x00".encode() + text, "sha256")[
+                    :MAC_BYTES
+                ]
+            )
+            nonce = nonces[number * NONCE_BYTES : (number + 1) * NONCE_BYTES]
             sealed_data[name] = {
                 SEALED_MARK: ALGORITHM,
                 "kid": key.kid,
                 "iv": _b64(nonce),
-                "ct": _b64(key.aead.encrypt(nonce, text.encode("utf-8"), _aad(event_id, path))),
+                "ct": _b64(key.aead.encrypt(nonce, text, _aad(event_id, path))),
                 "mac": mac,
             }
-            fingerprints[name] = {"mac": mac}
-        digest = hashlib.sha256(canonical_json({**body, "data": fingerprints})).hexdigest()
-        return {**body, "data": sealed_data}, digest
+        sealed = encode({**body, "data": sealed_data})
+        return sealed, hashlib.sha256(_RANDOM_BYTES.sub(b"", sealed)).hexdigest()
 
 
 def reveal(body: dict[str, Any], keys: KeyStore) -> tuple[dict[str, Any], list[str]]:

@@ -408,10 +408,9 @@ class LedgerStore:
                         report.erased += 1
                         continue
                     if self._personal is None:
-                        body, digest = event.body, None
+                        canonical, digest = body_bytes(event.body), None
                     else:
-                        body, digest = self._personal.seal_fields(event.body)
-                    canonical = body_bytes(body)
+                        canonical, digest = self._personal.seal_fields(event.body)
                     digest = digest or content_digest(canonical)
                     seen = known.get(event.event_id)
                     if seen is not None:

@@ -4,6 +4,7 @@ the key store and its key-encryption key fail loudly, never with garbage."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,3 +216,20 @@ def test_another_ledgers_key_store_is_an_error_not_an_erasure(tmp_path: Path) ->
         pytest.raises(KeyStoreError, match="never held data key"),
     ):
         reveal(sealed.body, other)
+
+
+def test_the_sealing_digest_is_the_one_verify_recomputes_from_stored_bytes(tmp_path: Path) -> None:
+    tricky = 'a "ct":"QUJD","iv":"QUJD", b \\ "'  # looks like the members the digest leaves out
+    with _writer(tmp_path) as store:
+        cipher = store._personal
+        assert cipher is not None
+        cipher.prepare({"c1", "c2"})
+        for event in (
+            valid("promise.made", customer_id="c1", promise_id=tricky, description=tricky),
+            valid("complaint.resolved", customer_id="c1", resolution="r" * 4000),
+            valid("touchpoint.recorded", customer_id="c2", duration_s=1e-7),  # no personal value
+        ):
+            canonical, digest = cipher.seal_fields(event.body)
+            assert (digest or hashlib.sha256(canonical).hexdigest()) == dedupe_digest(
+                orjson.loads(canonical)
+            )
