@@ -136,7 +136,7 @@ class KeyStore:
         self._erased: set[str] = set()
         self._connection = self._connect()
         try:
-            self._kek = self._open_kek()
+            self._wrapper = AESGCM(self._open_kek())
         except BaseException:
             self._connection.close()
             raise
@@ -265,7 +265,7 @@ class KeyStore:
 
     def _unwrap(self, customer_id: str, kid: str, wrapped: bytes) -> DataKey:
         try:
-            raw = AESGCM(self._kek).decrypt(
+            raw = self._wrapper.decrypt(
                 wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], _wrap_aad(customer_id, kid)
             )
         except (InvalidTag, ValueError):
@@ -277,23 +277,30 @@ class KeyStore:
 
     def _create(self, customer_ids: set[str]) -> None:
         now = datetime.now(UTC).isoformat()
-        made: dict[str, tuple[str, bytes]] = {}
+        made: dict[str, tuple[str, bytes, bytes]] = {}
         for customer_id in sorted(customer_ids):
             kid = secrets.token_hex(8)
             raw = secrets.token_bytes(KEY_BYTES)
             nonce = secrets.token_bytes(_NONCE_BYTES)
-            wrapped = nonce + AESGCM(self._kek).encrypt(nonce, raw, _wrap_aad(customer_id, kid))
-            made[customer_id] = (kid, wrapped)
+            wrapped = nonce + self._wrapper.encrypt(nonce, raw, _wrap_aad(customer_id, kid))
+            made[customer_id] = (kid, raw, wrapped)
+        lost: set[str] = set()
         with self._write() as db:
-            for customer_id, (kid, wrapped) in made.items():
+            for customer_id, (kid, _, wrapped) in made.items():
                 # A tombstone, or a key another writer made meanwhile, wins over this one.
-                db.execute(
+                inserted = db.execute(
                     "INSERT INTO cxl_data_keys SELECT ?, ?, ?, ? WHERE NOT EXISTS "
                     "(SELECT 1 FROM cxl_erasures WHERE customer_id = ?) "
                     "ON CONFLICT (customer_id) DO NOTHING",
                     [customer_id, kid, wrapped, now, customer_id],
-                )
-        self._load(customer_ids)
+                ).rowcount
+                if inserted != 1:
+                    lost.add(customer_id)
+        for customer_id, (kid, raw, _) in made.items():
+            if customer_id not in lost:
+                self._cache[customer_id] = _data_key(customer_id, kid, raw)
+        if lost:
+            self._load(lost)
 
     def key(self, kid: str) -> DataKey | None:
         """The data key with id ``kid``; None when it was destroyed by an erasure.
