@@ -13,13 +13,14 @@ import typer
 
 from consumers.relay import LedgerRelay
 from cxl.kafka_access import kafka_access
-from cxl.output import Format, emit_rows, out
+from cxl.output import Format, emit_rows, err, out
 from cxl.store_access import open_store
 from ledger.contract import PERSONAL_FIELDS
 from ledger.errors import ConfigError, CxlError, StoreError
 from ledger.keys import KeyStore
 from ledger.personal import reveal
 from ledger.settings import Settings
+from ledger.store import LedgerStore
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -35,6 +36,25 @@ def open_keys(settings: Settings) -> KeyStore:
 def _text_of(body: dict[str, Any], fields: tuple[str, ...]) -> str:
     data = body["data"]
     return "; ".join(f"{name}: {data[name]}" for name in fields if data.get(name) is not None)
+
+
+def _relay_erasure(settings: Settings, store: LedgerStore, customer: str) -> None:
+    """Relay what is sealed (the erasure included); a failure says the erasure itself is done."""
+    try:
+        with kafka_access(settings, may_embed=False) as kafka:
+            relay = LedgerRelay.for_settings(store, kafka.bootstrap, settings)
+            try:
+                relay.run(until_idle=True, should_stop=lambda: False)
+            finally:
+                relay.close()
+    except CxlError as exc:
+        failure = CxlError(
+            f"customer {customer!r} is erased (data key destroyed, customer.erased sealed) but "
+            f"the erasure was not relayed to {settings.ledger_topic}: {str(exc).rstrip('.')}; "
+            "run `cxl relay`"
+        )
+        failure.exit_code = exc.exit_code
+        raise failure from exc
 
 
 def register(app: typer.Typer) -> None:
@@ -55,13 +75,21 @@ def register(app: typer.Typer) -> None:
         with open_store(settings) as store:
             sealed = store.seal_erasure(customer, reason)
             kid = store.keys.erase(customer)
+            plaintext = sum(
+                1
+                for event in store.stream(customer)
+                for name in PERSONAL_FIELDS.get(event.type, ())
+                if isinstance(event.body["data"].get(name), str)
+            )
+            if plaintext:
+                err.print(
+                    f"warning: {plaintext:,} personal fields of customer {customer!r} were sealed in "
+                    "plaintext by a cx-ledger older than crypto-shredding; a sealed byte is forever, "
+                    "so those stay readable",
+                    markup=False,
+                )
             if sealed and settings.kafka_bootstrap:
-                with kafka_access(settings, may_embed=False) as kafka:
-                    relay = LedgerRelay.for_settings(store, kafka.bootstrap, settings)
-                    try:
-                        relay.run(until_idle=True, should_stop=lambda: False)
-                    finally:
-                        relay.close()
+                _relay_erasure(settings, store, customer)
         what = "customer.erased sealed" if sealed else "already erased in the ledger"
         key = f"data key {kid} destroyed" if kid else "no data key left to destroy"
         relayed = (

@@ -8,7 +8,8 @@ import sqlite3
 from pathlib import Path
 
 from ledger.settings import Settings
-from tests.events import event_dict, write_jsonl
+from ledger.store import LedgerStore
+from tests.events import event_dict, valid, write_jsonl
 from tests.integration.conftest import cxl_env, run_cxl
 from tests.integration.kafka_helpers import read_all
 from tests.integration.projection_helpers import broken, kept, promise
@@ -193,3 +194,19 @@ def test_forget_is_idempotent_and_refuses_an_unknown_customer(tmp_path: Path) ->
     second = run_cxl(["forget", "c1", "--reason", "ticket 7"], env)
     assert second.returncode == 0 and "already erased" in second.stdout
     assert run_cxl(["verify"], env).stdout.startswith("ok 2 events, 1 customers")
+
+
+def test_forget_says_what_it_cannot_erase_and_what_it_could_not_relay(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", kek_file=tmp_path / "kek")
+    with LedgerStore(settings.store_url) as older:  # sealed before crypto-shredding: plaintext
+        older.seal([valid("complaint.filed", customer_id="c1", text="old words")])
+    env = cxl_env(settings, CXL_KAFKA_BOOTSTRAP="127.0.0.1:9", CXL_KAFKA_TIMEOUT_S="2")
+    forgot = run_cxl(["forget", "c1", "--reason", "ticket 3"], env)
+    assert forgot.returncode == 5, forgot.stderr
+    lines = forgot.stderr.splitlines()
+    assert lines[0].startswith(
+        "warning: 1 personal fields of customer 'c1' were sealed in plaintext"
+    )
+    assert lines[1].startswith("error: customer 'c1' is erased (data key destroyed")
+    assert "run `cxl relay`" in lines[1]
+    assert run_cxl(["history", "c1"], cxl_env(settings)).stdout.count("customer.erased") == 1
