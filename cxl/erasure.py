@@ -30,6 +30,7 @@ def _settings(ctx: typer.Context) -> Settings:
 
 def open_keys(settings: Settings) -> KeyStore:
     """The key store, read-only: reading personal fields creates no key and no file."""
+    settings.check_key_places()
     return KeyStore(settings.key_store_path, settings.kek_path, read_only=True)
 
 
@@ -108,13 +109,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One customer's sealed events in order; personal fields only with --with-text."""
         settings = _settings(ctx)
-        with open_store(settings, read_only=True) as store:
-            events = store.stream(customer)
-        if not events:
-            raise StoreError(f"the ledger holds no customer {customer!r}")
         keys = open_keys(settings) if with_text else None
         rows: list[dict[str, Any]] = []
         try:
+            with open_store(settings, read_only=True) as store:
+                events = store.stream(customer)
+            if not events:
+                raise StoreError(f"the ledger holds no customer {customer!r}")
             for event in events:
                 row: dict[str, Any] = {
                     "seq": event.seq,

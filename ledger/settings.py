@@ -102,6 +102,23 @@ class Settings(BaseSettings):
             return self.kek_file
         return Path(pwd.getpwuid(os.getuid()).pw_dir) / ".config" / "cx-ledger" / "kek"
 
+    def check_key_places(self) -> None:
+        """Refuse a key store or KEK that is the ledger store, the projections or each other:
+        keys kept in the files they protect would protect nothing."""
+        places = {"CXL_KEY_STORE": self.key_store_path, "CXL_KEK_FILE": self.kek_path}
+        ledger_files: dict[str, str | Path] = {
+            "the ledger store": self.store_url,
+            "the projections": self.projections_path,
+        }
+        for setting, path in places.items():
+            for what, other in ledger_files.items():
+                if "://" not in str(other) and _same_file(path, Path(other)):
+                    raise ConfigError(
+                        f"{setting} {path} is {what}; keep keys apart from the ledger"
+                    )
+        if _same_file(self.key_store_path, self.kek_path):
+            raise ConfigError(f"CXL_KEK_FILE {self.kek_path} is the key store it protects")
+
     @property
     def projections_path(self) -> Path:
         return self.home / "projections.duckdb"
@@ -118,6 +135,10 @@ class Settings(BaseSettings):
     @property
     def is_embedded(self) -> bool:
         return not self.kafka_bootstrap
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -265,6 +265,7 @@ class LedgerStore:
         (opened, and its key-encryption key created on first use, here)."""
         if read_only:
             return cls(settings.store_url, read_only=True)
+        settings.check_key_places()
         keys = KeyStore(settings.key_store_path, settings.kek_path)
         try:
             store = cls(settings.store_url, personal=PersonalCipher(keys))

@@ -146,6 +146,24 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("reveal a missing file", ["reveal", "{tmp}/missing.jsonl"], {}, CONFIG),
     ("reveal with no key store", ["reveal", "{tmp}/events.jsonl"], {}, KEYS),
     ("reveal a record with no event", ["reveal", "{tmp}/events.jsonl"], KEYED_OK, ERROR),
+    (
+        "key store is the ledger",
+        ["forget", "c1", "--reason", "r"],
+        {"CXL_KEY_STORE": "{tmp}/home/ledger.sqlite"},
+        CONFIG,
+    ),
+    (
+        "KEK is the projections",
+        ["history", "c1", "--with-text"],
+        {"CXL_KEK_FILE": "{tmp}/home/projections.duckdb"},
+        CONFIG,
+    ),
+    (
+        "KEK is the key store",
+        ["ingest", "{tmp}/events.jsonl"],
+        {"CXL_KEK_FILE": "{tmp}/home/keys.sqlite"},
+        CONFIG,
+    ),
     ("export --with-text, KEK gone", ["export", "--to", "{tmp}/out", "--with-text"], KEYED, KEYS),
 ]
 
