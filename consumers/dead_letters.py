@@ -25,6 +25,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
+from consumers.kafka_clients import describe
 from consumers.records import InboundRecord
 from ledger.errors import BrokerUnavailableError
 
@@ -57,14 +58,6 @@ class _Pending:
     future: Any | None
     truncated: bool
     error: BaseException | None = None
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    name = exc.__class__.__name__
-    if not text or text == name:
-        return name
-    return text if text.startswith(name) else f"{name}: {text}"
 
 
 class DeadLetterQueue:
@@ -145,7 +138,7 @@ class DeadLetterQueue:
                 p.truncated = len(p.record.value) > TRUNCATED_BYTES
                 self._send(p)
                 self._settle([p], timeout_s)
-        failures = [(p.record.origin, _describe(p.error)) for p in pending if p.error is not None]
+        failures = [(p.record.origin, describe(p.error)) for p in pending if p.error is not None]
         if failures:
             raise DeadLetterError(self.topic, failures)
         self.sent += len(pending)

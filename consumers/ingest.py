@@ -41,6 +41,7 @@ from consumers.records import InboundRecord, validate_records
 from consumers.relay import LedgerRelay
 from consumers.topics import ensure_topics
 from ledger.errors import BrokerUnavailableError, LedgerTamperedError, LogResetError
+from ledger.recorders import mark_mismatch
 from ledger.settings import Settings
 from ledger.store import LedgerStore, SealReport
 
@@ -261,12 +262,11 @@ class IngestConsumer:
             self._reset(consumer, partition, dead_letters, last, "the embedded broker is new")
             return
         mark = self.store.source_mark(name)
-        if mark is None or mark.position != last:
-            found = "none" if mark is None else f"one for offset {mark.position}"
+        mismatch = mark_mismatch(last, mark)
+        if mark is None or mismatch is not None:
             raise LedgerTamperedError(
                 None,
-                f"recorded offset {last} has no matching log identity ({found}); the store was "
-                "edited outside cx-ledger, run `cxl verify`",
+                f"{mismatch}: the store was edited outside cx-ledger, run `cxl verify`",
                 place=f"source position {name}",
             )
         topic_id, fingerprint = split_mark(mark.fingerprint)

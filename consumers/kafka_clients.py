@@ -96,3 +96,12 @@ def make_admin(bootstrap: str, timeout_s: float) -> KafkaAdminClient:
         raise
     except KafkaError as exc:
         raise _unreachable(bootstrap, exc) from exc
+
+
+def describe(exc: BaseException) -> str:
+    """A client error as one line: its class name and message, once each."""
+    text = str(exc).strip()
+    name = exc.__class__.__name__
+    if not text or text == name:
+        return name
+    return text if text.startswith(name) else f"{name}: {text}"

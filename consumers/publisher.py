@@ -23,6 +23,7 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from consumers.kafka_clients import describe
 from consumers.records import InboundRecord
 from ledger.contract import parse_event
 from ledger.errors import BrokerUnavailableError, InvalidEventError
@@ -79,14 +80,6 @@ def is_broker_failure(exc: BaseException) -> bool:
     if isinstance(exc, KafkaTimeoutError):
         return True
     return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    name = exc.__class__.__name__
-    if not text or text == name:
-        return name
-    return text if text.startswith(name) else f"{name}: {text}"
 
 
 class _Deliveries:

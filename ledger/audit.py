@@ -32,7 +32,7 @@ from ledger.canonical import canonical_json, format_instant
 from ledger.chain import GENESIS_HASH, seal_hash
 from ledger.errors import ChainBrokenError, LedgerTamperedError
 from ledger.personal import dedupe_digest
-from ledger.recorders import StoredRow
+from ledger.recorders import StoredRow, mark_mismatch
 from ledger.relationship import Relationship, relationship_id
 from ledger.store import CREATED_TOPIC, SEALED_TOPIC, LedgerStore
 
@@ -219,14 +219,11 @@ def _check_positions(store: LedgerStore) -> None:
     positions = store.positions()
     marks = store.source_marks()
     for name in sorted(positions.keys() | marks.keys()):
-        position, mark = positions.get(name), marks.get(name)
-        if position is None or mark is None or mark.position != position:
-            recorded = "none" if position is None else f"{position}"
-            marked = "none" if mark is None else f"{mark.position}"
+        mismatch = mark_mismatch(positions.get(name), marks.get(name))
+        if mismatch is not None:
             raise LedgerTamperedError(
                 None,
-                f"recorded position {recorded}, but its mark says {marked} (a position or a "
-                "mark was edited, added or removed outside cx-ledger)",
+                f"{mismatch} (a position or a mark was edited, added or removed outside cx-ledger)",
                 place=f"source position {name}",
             )
 

@@ -58,6 +58,16 @@ class SourceMark:
     fingerprint: str
 
 
+def mark_mismatch(position: int | None, mark: SourceMark | None) -> str | None:
+    """Why a recorded position and its mark disagree (they are written in one transaction, so
+    any disagreement is an edit made outside cx-ledger); None when they agree."""
+    if position is not None and mark is not None and mark.position == position:
+        return None
+    recorded = "none" if position is None else f"{position}"
+    marked = "none" if mark is None else f"{mark.position}"
+    return f"recorded position {recorded}, but its mark says {marked}"
+
+
 @dataclass(frozen=True, slots=True)
 class StoredRow:
     """One row of the events table, exactly as stored, with its ledger position."""
