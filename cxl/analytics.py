@@ -46,7 +46,11 @@ def _settings(ctx: typer.Context) -> Settings:
 
 
 def _protected(settings: Settings) -> list[Path]:
-    return protected_files(settings.store_url, settings.projections_path)
+    return protected_files(
+        settings.store_url,
+        settings.projections_path,
+        (settings.key_store_path, settings.kek_path),
+    )
 
 
 def _check_target(settings: Settings, target: Path) -> None:

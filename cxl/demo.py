@@ -112,7 +112,11 @@ def run_demo(
             con,
             as_of,
             report_path,
-            protected_files(settings.store_url, settings.projections_path),
+            protected_files(
+                settings.store_url,
+                settings.projections_path,
+                (settings.key_store_path, settings.kek_path),
+            ),
         )
     finally:
         con.close()

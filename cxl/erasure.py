@@ -180,7 +180,7 @@ def export_personal_text(settings: Settings, directory: Path, fmt: str) -> int:
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pa_parquet
 
-    from projections.targets import replaced_on_success
+    from projections.targets import refuse_protected, replaced_on_success
 
     columns: dict[str, list[Any]] = {
         name: []
@@ -210,6 +210,7 @@ def export_personal_text(settings: Settings, directory: Path, fmt: str) -> int:
                         columns[column].append(item)
     table = pa.table(columns)
     target = directory / f"{PERSONAL_TEXT}.{fmt}"
+    refuse_protected(target, [settings.key_store_path, settings.kek_path])
     with replaced_on_success(target) as temporary:
         if fmt == "parquet":
             pa_parquet.write_table(table, temporary)

@@ -29,9 +29,12 @@ def store_files(store_url: str) -> list[Path]:
     return [] if "://" in store_url else database_files(Path(store_url))
 
 
-def protected_files(store_url: str, projections_path: Path) -> list[Path]:
-    """The ledger store and the live projections: no command but theirs may write them."""
-    return [*store_files(store_url), *database_files(projections_path)]
+def protected_files(
+    store_url: str, projections_path: Path, keys: Iterable[Path] = ()
+) -> list[Path]:
+    """The ledger store, the live projections and the key files (``keys``: the key store and the
+    key-encryption key): no command but theirs may write them."""
+    return [*store_files(store_url), *database_files(projections_path), *keys]
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -164,6 +164,8 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
         {"CXL_KEK_FILE": "{tmp}/home/keys.sqlite"},
         CONFIG,
     ),
+    ("report onto the key store", ["report", "--to", "{tmp}/home/keys.sqlite"], {}, CONFIG),
+    ("report onto the KEK", ["report", "--to", "{tmp}/kek"], {}, CONFIG),
     ("export --with-text, KEK gone", ["export", "--to", "{tmp}/out", "--with-text"], KEYED, KEYS),
 ]
 
