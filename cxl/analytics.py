@@ -40,7 +40,7 @@ def parse_instant(text: str | None) -> datetime:
     return instant
 
 
-def _settings(ctx: typer.Context) -> Settings:
+def settings_of(ctx: typer.Context) -> Settings:
     settings: Settings = ctx.obj.settings
     return settings
 
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         """The trust gap (promised vs kept on time), weighted, as of an instant, grouped as asked."""
         dims = parse_dimensions(by)
         instant = parse_instant(as_of)
-        con = _caught_up(_settings(ctx))
+        con = _caught_up(settings_of(ctx))
         try:
             rows = trust_gap(con, instant, dims)
         finally:
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rebuild every projection from the ledger into a new file, from events occurred by --as-of."""
         instant = parse_instant(as_of)
-        settings = _settings(ctx)
+        settings = settings_of(ctx)
         _check_target(settings, to)
         ticker = Ticker("replaying")
         with open_store(settings, read_only=True) as store, ticker.running():
@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
         """Run SQL, read-only, against the projections (caught up first)."""
         if not query.strip():
             raise ConfigError("the SQL query is empty")
-        settings = _settings(ctx)
+        settings = settings_of(ctx)
         if database is None:
             _caught_up(settings).close()
         emit_rows(run_read_only(database or settings.projections_path, query), fmt)
@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
         """Export every projection table and view as Parquet or CSV files."""
         if fmt not in ("parquet", "csv"):
             raise ConfigError(f"--format {fmt!r}: choose parquet or csv")
-        settings = _settings(ctx)
+        settings = settings_of(ctx)
         require_directory(to.parent)
         con = _caught_up(settings)
         try:
@@ -178,7 +178,7 @@ def register(app: typer.Typer) -> None:
         from projections.report import write_report
 
         instant = parse_instant(as_of)
-        settings = _settings(ctx)
+        settings = settings_of(ctx)
         _check_target(settings, to)
         con = _caught_up(settings)
         try:

@@ -12,6 +12,7 @@ import orjson
 import typer
 
 from consumers.relay import LedgerRelay
+from cxl.analytics import settings_of
 from cxl.kafka_access import kafka_access
 from cxl.output import Format, emit_rows, err, out
 from cxl.store_access import open_store
@@ -21,11 +22,6 @@ from ledger.keys import KeyStore
 from ledger.personal import reveal
 from ledger.settings import Settings
 from ledger.store import LedgerStore
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings: Settings = ctx.obj.settings
-    return settings
 
 
 def open_keys(settings: Settings) -> KeyStore:
@@ -72,7 +68,7 @@ def register(app: typer.Typer) -> None:
         ],
     ) -> None:
         """Erase a customer: destroy their data key, seal customer.erased; every figure stays."""
-        settings = _settings(ctx)
+        settings = settings_of(ctx)
         with open_store(settings) as store:
             sealed = store.seal_erasure(customer, reason)
             kid = store.keys.erase(customer)
@@ -108,7 +104,7 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
     ) -> None:
         """One customer's sealed events in order; personal fields only with --with-text."""
-        settings = _settings(ctx)
+        settings = settings_of(ctx)
         keys = open_keys(settings) if with_text else None
         rows: list[dict[str, Any]] = []
         try:
@@ -152,7 +148,7 @@ def register(app: typer.Typer) -> None:
         Each record is written back as one JSON line with its ``event`` decrypted and an
         ``erased_fields`` list naming the fields whose customer was erased.
         """
-        settings = _settings(ctx)
+        settings = settings_of(ctx)
         if str(source) != "-" and not source.is_file():
             raise ConfigError(f"{source}: no such file")
         with open_keys(settings) as keys:

@@ -101,21 +101,19 @@ class PersonalCipher:
             return encode(body), None
         key = self.keys.cached(body["customer_id"])
         event_id = body["event_id"]
-        head = f"{event_id}\x00".encode()
         sealed_data = dict(data)
         nonces = os.urandom(NONCE_BYTES * len(present))
-        b64 = binascii.b2a_base64
         for number, name in enumerate(present):
-            path = f"data.{name}".encode()
+            aad = _aad(event_id, f"data.{name}")
             text = data[name].encode("utf-8")
             nonce = nonces[number * NONCE_BYTES : (number + 1) * NONCE_BYTES]
-            mac = hmac.digest(key.mac_key, head + path + b"\x00" + text, "sha256")[:MAC_BYTES]
+            mac = hmac.digest(key.mac_key, aad + b"\x00" + text, "sha256")[:MAC_BYTES]
             sealed_data[name] = {
                 SEALED_MARK: ALGORITHM,
                 "kid": key.kid,
-                "iv": b64(nonce, newline=False).decode(),
-                "ct": b64(key.aead.encrypt(nonce, text, head + path), newline=False).decode(),
-                "mac": b64(mac, newline=False).decode(),
+                "iv": _b64(nonce),
+                "ct": _b64(key.aead.encrypt(nonce, text, aad)),
+                "mac": _b64(mac),
             }
         sealed = encode({**body, "data": sealed_data})
         return sealed, hashlib.sha256(_RANDOM_BYTES.sub(b"", sealed)).hexdigest()
