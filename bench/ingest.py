@@ -22,12 +22,15 @@ from pydantic import TypeAdapter
 
 from bench.figures import Figure, Target, rate
 from consumers.broker import EmbeddedBroker
+from consumers.checkpoints import CheckpointPublisher
 from consumers.ingest import IngestConsumer, IngestStats
 from consumers.kafka_clients import make_producer
 from consumers.topics import ensure_topics
 from consumers.workers import ParallelIngest
 from cxl.synthetic import HistoryGenerator
 from ledger.contract import ContractEvent, parse_event
+from ledger.keys import KeyStore
+from ledger.personal import PersonalCipher
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 
@@ -98,16 +101,20 @@ def end_to_end(
     *,
     keys_dir: Path,
     personal: bool = True,
+    merkle: bool = True,
+    checkpoints: bool = False,
     label: str = "",
     targets: tuple[Target, ...] | None = None,
 ) -> list[Figure]:
     """The end-to-end rate (and its steady state), each compared with ``consume`` (raw).
 
-    ``personal=False`` seals personal fields in plaintext (one worker only): the baseline that
-    measures what encryption costs; every command of the product encrypts them.
+    ``personal=False`` seals personal fields in plaintext, ``merkle=False`` grows no Merkle tree
+    (one worker only): the baselines that measure what encryption and the tree cost; every
+    command of the product does both. ``checkpoints`` publishes signed checkpoints as
+    ``cxl consume`` does (every ``checkpoint_every`` events).
     """
-    if not personal and workers > 1:
-        raise ValueError("a plaintext baseline runs in one worker")
+    if (not personal or not merkle) and workers > 1:
+        raise ValueError("a baseline runs in one worker")
     settings = Settings(
         kafka_bootstrap=bootstrap,
         events_topic=topic,
@@ -122,13 +129,35 @@ def end_to_end(
     )
     done_at: list[float] = []
     first_at: list[tuple[float, int]] = []
-    opened = LedgerStore.for_settings(settings) if personal else LedgerStore(store_url)
+    if personal and merkle:
+        opened = LedgerStore.for_settings(settings)
+    else:
+        cipher = (
+            PersonalCipher(KeyStore(settings.key_store_path, settings.kek_path))
+            if personal
+            else None
+        )
+        opened = LedgerStore(store_url, personal=cipher, merkle=merkle)
     with opened as store:
+        publisher = (
+            CheckpointPublisher.for_settings(
+                store,
+                bootstrap,
+                settings.model_copy(
+                    update={
+                        "checkpoint_key": keys_dir / "checkpoint.key",
+                        "checkpoints_topic": f"{topic}.checkpoints",
+                    }
+                ),
+            )
+            if checkpoints
+            else None
+        )
         runner: IngestConsumer | ParallelIngest
         if workers > 1:
-            runner = ParallelIngest(settings, bootstrap, workers=workers)
+            runner = ParallelIngest(settings, bootstrap, workers=workers, checkpoints=publisher)
         else:
-            runner = IngestConsumer(settings, store, bootstrap)
+            runner = IngestConsumer(settings, store, bootstrap, checkpoints=publisher)
 
         def progress(stats: IngestStats) -> None:
             if not first_at and stats.consumed > 0:
@@ -144,6 +173,9 @@ def end_to_end(
         else:
             stats = runner.run(until_idle=True)
         elapsed = (done_at[0] if done_at else time.perf_counter()) - started
+        if publisher is not None:
+            publisher.close()
+            print(f"    {stats.checkpoints:,} checkpoints published")
     print(
         f"    sealed {stats.sealed:,}, duplicates {stats.duplicates:,}, dead-lettered {stats.dead_lettered:,}"
     )
@@ -172,15 +204,25 @@ def end_to_end(
     return figures
 
 
-def encryption_cost(bootstrap: str, topic: str, root: Path, total: int, batch: int) -> list[Figure]:
-    """The same end-to-end ingest in one worker, personal fields in plaintext then encrypted, each
-    into a fresh store (best of two runs each)."""
-    plain: list[Figure] = []
-    sealed: list[Figure] = []
+def paired_cost(
+    bootstrap: str,
+    topic: str,
+    root: Path,
+    total: int,
+    batch: int,
+    *,
+    off: dict[str, bool],
+    on: dict[str, bool],
+    labels: tuple[str, str],
+    targets: tuple[Target, ...],
+) -> list[Figure]:
+    """The same end-to-end ingest in one worker with a feature ``off`` then ``on`` (keyword
+    arguments of ``end_to_end``), each into a fresh store, best of two runs each."""
+    runs: dict[bool, list[Figure]] = {False: [], True: []}
     for attempt in range(2):
-        for personal, runs in ((False, plain), (True, sealed)):
-            url = str(root / f"cost-{personal}-{attempt}.sqlite")
-            runs.extend(
+        for enabled, options in ((False, off), (True, on)):
+            url = str(root / f"cost-{labels[int(enabled)][:12]}-{attempt}.sqlite".replace(" ", "-"))
+            runs[enabled].extend(
                 end_to_end(
                     bootstrap,
                     topic,
@@ -189,17 +231,17 @@ def encryption_cost(bootstrap: str, topic: str, root: Path, total: int, batch: i
                     batch,
                     1,
                     keys_dir=root / f"keys-{attempt}",
-                    personal=personal,
-                    label=", personal fields " + ("encrypted" if personal else "in plaintext"),
+                    label=", " + labels[int(enabled)],
                     targets=(),
+                    **options,
                 )
             )
-    off = max(plain, key=lambda f: f.value)
-    on = max(sealed, key=lambda f: f.value)
-    on.baseline, on.targets = off, ENCRYPTION_TARGETS
-    off.name += " (raw)"
-    print(f"  encrypted / plaintext end-to-end: {on.value / off.value:.2f} (target ≥ 0.85)")
-    return [off, on]
+    baseline = max(runs[False], key=lambda f: f.value)
+    measured = max(runs[True], key=lambda f: f.value)
+    measured.baseline, measured.targets = baseline, targets
+    baseline.name += " (raw)"
+    print(f"  {labels[1]} / {labels[0]}: {measured.value / baseline.value:.2f}")
+    return [baseline, measured]
 
 
 def run(
@@ -253,8 +295,27 @@ def run(
                 )
             )
             if store == "sqlite":
+                common = (broker.bootstrap, topic, Path(tmp), len(values), batch)
                 figures.extend(
-                    encryption_cost(broker.bootstrap, topic, Path(tmp), len(values), batch)
+                    paired_cost(
+                        *common,
+                        off={"personal": False},
+                        on={"personal": True},
+                        labels=("personal fields in plaintext", "personal fields encrypted"),
+                        targets=ENCRYPTION_TARGETS,
+                    )
+                )
+                figures.extend(
+                    paired_cost(
+                        *common,
+                        off={"merkle": False},
+                        on={"merkle": True, "checkpoints": True},
+                        labels=(
+                            "no Merkle tree",
+                            "Merkle tree + a signed checkpoint every 10,000 events",
+                        ),
+                        targets=(),
+                    )
                 )
         finally:
             if store == "postgres":

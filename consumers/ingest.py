@@ -28,6 +28,7 @@ from eventsourcing.persistence import Tracking
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from consumers.checkpoints import CheckpointPublisher
 from consumers.dead_letters import DeadLetterQueue
 from consumers.kafka_clients import close_producer, make_consumer, make_producer
 from consumers.log_identity import (
@@ -55,6 +56,7 @@ class IngestStats:
     dead_lettered: int = 0
     relayed: int = 0
     resets: int = 0
+    checkpoints: int = 0
     anomalies: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
@@ -136,6 +138,7 @@ class IngestConsumer:
         owns_broker: bool = False,
         accept_reset: bool = False,
         relay: LedgerRelay | None = None,
+        checkpoints: CheckpointPublisher | None = None,
         on_progress: Callable[[IngestStats], None] | None = None,
         partitions: list[int] | None = None,
     ) -> None:
@@ -145,6 +148,7 @@ class IngestConsumer:
         self.owns_broker = owns_broker
         self.accept_reset = accept_reset
         self.relay = relay
+        self.checkpoints = checkpoints
         self.on_progress = on_progress
         self.stats = IngestStats()
         self.stop_requested = threading.Event()
@@ -212,6 +216,8 @@ class IngestConsumer:
                         self._flush(partition, dead_letters, vouched_only=True)
                 if self.relay is not None:
                     self.stats.relayed += self.relay.publish_pending()
+                if self.checkpoints is not None:
+                    self.stats.checkpoints += self.checkpoints.maybe_publish()
                 if self.on_progress is not None:
                     self.on_progress(self.stats)
                 if polled or self._pending:

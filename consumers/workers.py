@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+from consumers.checkpoints import CheckpointPublisher
 from consumers.ingest import IngestConsumer, IngestStats, discover_partitions
 from consumers.relay import LedgerRelay
 from ledger.errors import CxlError
@@ -91,6 +92,7 @@ class ParallelIngest:
         owns_broker: bool = False,
         accept_reset: bool = False,
         relay: LedgerRelay | None = None,
+        checkpoints: CheckpointPublisher | None = None,
         on_progress: Callable[[IngestStats], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -99,6 +101,7 @@ class ParallelIngest:
         self.owns_broker = owns_broker
         self.accept_reset = accept_reset
         self.relay = relay
+        self.checkpoints = checkpoints
         self.on_progress = on_progress
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
@@ -161,7 +164,11 @@ class ParallelIngest:
                 process.join(timeout=30)
                 if process.is_alive():
                     process.kill()
-        totals = IngestStats(started=self.stats.started, relayed=self.stats.relayed)
+        totals = IngestStats(
+            started=self.stats.started,
+            relayed=self.stats.relayed,
+            checkpoints=self.stats.checkpoints,
+        )
         for payload in finished.values():
             totals.merge(IngestStats(**payload))
         self.stats = totals
@@ -175,6 +182,8 @@ class ParallelIngest:
     def _publish_progress(self, progress: Any, workers: int) -> None:
         if self.relay is not None:
             self.stats.relayed += self.relay.publish_pending()
+        if self.checkpoints is not None:
+            self.stats.checkpoints += self.checkpoints.maybe_publish()
         for i, name in enumerate(_COUNTERS):
             setattr(self.stats, name, sum(progress[w * len(_COUNTERS) + i] for w in range(workers)))
         if self.on_progress is not None:

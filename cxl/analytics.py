@@ -10,13 +10,14 @@ import typer
 
 from cxl.output import Format, Ticker, emit_rows, err, out
 from cxl.store_access import ensure_home, open_store
-from ledger.errors import ConfigError
+from ledger.errors import ChainBrokenError, ConfigError, CxlError, LedgerTamperedError
 from ledger.settings import Settings
-from projections.export import export_all
+from projections.export import export_all, export_replay
 from projections.live import open_caught_up, replay
+from projections.manifest import build_manifest
 from projections.sql import run_read_only
 from projections.targets import protected_files, refuse_protected, require_directory
-from projections.trust_gap import parse_dimensions, trust_gap
+from projections.trust_gap import MEASURES, parse_dimensions, trust_gap
 
 AsOf = Annotated[
     str | None,
@@ -26,18 +27,32 @@ AsOf = Annotated[
 ]
 
 
-def parse_instant(text: str | None) -> datetime:
+KnownAt = Annotated[
+    str | None,
+    typer.Option(
+        "--known-at",
+        help="Count only events the ledger had sealed by this instant (recorded_at): what it "
+        "knew then (default: everything sealed).",
+    ),
+]
+
+
+def parse_instant(text: str | None, flag: str = "--as-of") -> datetime:
     if text is None or text == "now":
         return datetime.now(UTC)
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:
         raise ConfigError(
-            f"--as-of {text!r} is not an RFC 3339 timestamp (e.g. 2026-06-30T23:59:59Z)"
+            f"{flag} {text!r} is not an RFC 3339 timestamp (e.g. 2026-06-30T23:59:59Z)"
         ) from None
     if instant.tzinfo is None:
-        raise ConfigError(f"--as-of {text!r} needs a UTC offset, e.g. {text}Z or {text}+02:00")
+        raise ConfigError(f"{flag} {text!r} needs a UTC offset, e.g. {text}Z or {text}+02:00")
     return instant
+
+
+def parse_known_at(text: str | None) -> datetime | None:
+    return None if text is None else parse_instant(text, "--known-at")
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -73,11 +88,51 @@ def _caught_up(settings: Settings) -> Any:
         )
 
 
+def _export_replay(
+    settings: Settings,
+    to: Path,
+    fmt: str,
+    as_of: datetime | None,
+    known_at: datetime | None,
+) -> dict[str, int]:
+    ticker = Ticker("replaying")
+    with open_store(settings, read_only=True) as store, ticker.running():
+        return export_replay(
+            store,
+            to,
+            fmt,
+            as_of or datetime.now(UTC),
+            known_at,
+            _protected(settings),
+            on_progress=lambda at, total: ticker.update(f"position {at:,} of {total:,}"),
+        )
+
+
+def _print_explained(promises: list[dict[str, Any]], instant: datetime) -> None:
+    """One block per promise for people: its keys and amounts, then its sealed events."""
+    out.print(f"{len(promises):,} promises as of {instant.isoformat()}")
+    for p in promises:
+        amounts = ", ".join(
+            f"{m.replace('_', ' ')} {p[m]:g}" for m in MEASURES if m != "made" and p[m]
+        )
+        out.print(
+            f"\n{p['promise_id']}  customer {p['customer_id']}  {p['made_by']}/{p['channel']}/"
+            f"{p['kind']}  due {p['due_month']}  {p['status']}  made {p['made']:g}"
+            + (f": {amounts}" if amounts else "")
+        )
+        for e in p["events"]:
+            out.print(
+                f"  #{e['position']}  seq {e['seq']}  {e['occurred_at']}  {e['type']:<22}"
+                f"{e['event_id']}  {e['hash']}"
+            )
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def gap(
         ctx: typer.Context,
         as_of: AsOf = None,
+        known_at: KnownAt = None,
         by: Annotated[
             str | None,
             typer.Option(help="Comma-separated: made_by, channel, kind, due_month, customer."),
@@ -87,22 +142,75 @@ def register(app: typer.Typer) -> None:
         """The trust gap (promised vs kept on time), weighted, as of an instant, grouped as asked."""
         dims = parse_dimensions(by)
         instant = parse_instant(as_of)
+        known = parse_known_at(known_at)
         con = _caught_up(settings_of(ctx))
         try:
-            rows = trust_gap(con, instant, dims)
+            rows = trust_gap(con, instant, dims, known)
         finally:
             con.close()
-        emit_rows(rows, fmt, title=f"trust gap as of {instant.isoformat()}")
+        title = f"trust gap as of {instant.isoformat()}"
+        if known is not None:
+            title += f", as known at {known.isoformat()}"
+        emit_rows(rows, fmt, title=title)
+
+    @app.command()
+    def explain(
+        ctx: typer.Context,
+        as_of: AsOf = None,
+        known_at: KnownAt = None,
+        where: Annotated[
+            str | None,
+            typer.Option(
+                "--where",
+                help="Comma-separated DIMENSION=VALUE: made_by, channel, kind, "
+                "due_month (YYYY-MM), customer.",
+            ),
+        ] = None,
+        status: Annotated[
+            str | None,
+            typer.Option(help="kept_on_time, kept_late, broken, overdue or pending."),
+        ] = None,
+        fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+    ) -> None:
+        """The promises behind a gap figure, each with its amounts and its sealed events."""
+        from projections.explain import explain as explain_promises
+        from projections.explain import parse_where
+
+        filters = parse_where(where)
+        instant = parse_instant(as_of)
+        known = parse_known_at(known_at)
+        con = _caught_up(settings_of(ctx))
+        try:
+            promises = explain_promises(con, instant, known_at=known, where=filters, status=status)
+        finally:
+            con.close()
+        if fmt is Format.json:
+            emit_rows(promises, fmt)
+        elif fmt is Format.csv:
+            emit_rows(
+                [
+                    {
+                        **{k: v for k, v in p.items() if k != "events"},
+                        "event_ids": " ".join(e["event_id"] for e in p["events"]),
+                    }
+                    for p in promises
+                ],
+                fmt,
+            )
+        else:
+            _print_explained(promises, instant)
 
     @app.command("replay")
     def replay_command(
         ctx: typer.Context,
         as_of: Annotated[str, typer.Option("--as-of", help="RFC 3339 instant with offset.")],
         to: Annotated[Path, typer.Option("--to", help="New DuckDB file to build.")],
+        known_at: KnownAt = None,
         force: Annotated[bool, typer.Option(help="Replace the file if it exists.")] = False,
     ) -> None:
         """Rebuild every projection from the ledger into a new file, from events occurred by --as-of."""
         instant = parse_instant(as_of)
+        known = parse_known_at(known_at)
         settings = settings_of(ctx)
         _check_target(settings, to)
         ticker = Ticker("replaying")
@@ -111,11 +219,16 @@ def register(app: typer.Typer) -> None:
                 store,
                 instant,
                 to,
+                known_at=known,
                 overwrite=force,
                 protected=_protected(settings),
                 on_progress=lambda at, total: ticker.update(f"position {at:,} of {total:,}"),
             )
-        out.print(f"replayed {applied:,} events that occurred by {instant.isoformat()} into {to}")
+        known_by = "" if known is None else f" and were sealed by {known.isoformat()}"
+        out.print(
+            f"replayed {applied:,} events that occurred by {instant.isoformat()}{known_by} "
+            f"into {to}"
+        )
 
     @app.command()
     def sql(
@@ -150,21 +263,41 @@ def register(app: typer.Typer) -> None:
                 help="Also write personal_text: the personal fields, decrypted (needs the keys).",
             ),
         ] = False,
+        as_of: Annotated[
+            str | None,
+            typer.Option(
+                "--as-of",
+                help="Export a replay as of this instant instead of the live projections.",
+            ),
+        ] = None,
+        known_at: KnownAt = None,
     ) -> None:
         """Export every projection table and view as Parquet or CSV files."""
         if fmt not in ("parquet", "csv"):
             raise ConfigError(f"--format {fmt!r}: choose parquet or csv")
         settings = settings_of(ctx)
         require_directory(to.parent)
-        con = _caught_up(settings)
-        try:
-            written = export_all(con, to, fmt, _protected(settings))
-        finally:
-            con.close()
+        instant = None if as_of is None else parse_instant(as_of)
+        known = parse_known_at(known_at)
+        texts = None
         if with_text:
-            from cxl.erasure import PERSONAL_TEXT, export_personal_text
+            from cxl.erasure import personal_text_table
 
-            written[PERSONAL_TEXT] = export_personal_text(settings, to, fmt)
+            texts = personal_text_table(settings, to)
+        if instant is None and known is None:
+            con = _caught_up(settings)
+            try:
+                with open_store(settings, read_only=True) as store:
+                    manifest = build_manifest(con, store, as_of=None, known_at=None)
+                written = export_all(con, to, fmt, _protected(settings), manifest)
+            finally:
+                con.close()
+        else:
+            written = _export_replay(settings, to, fmt, instant, known)
+        if texts is not None:
+            from cxl.erasure import PERSONAL_TEXT, write_personal_text
+
+            written[PERSONAL_TEXT] = write_personal_text(settings, texts, to, fmt)
         for name, rows in written.items():
             out.print(f"{to / (name + '.' + fmt)}  {rows:,} rows")
 
@@ -173,16 +306,41 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         to: Annotated[Path, typer.Option("--to", help="HTML file to write.")] = Path("report.html"),
         as_of: AsOf = None,
+        known_at: KnownAt = None,
+        verify: Annotated[
+            bool,
+            typer.Option(
+                "--verify/--no-verify",
+                help="Verify the ledger first and say so in the report's header (default).",
+            ),
+        ] = True,
     ) -> None:
         """Write a self-contained HTML report with charts (works offline)."""
-        from projections.report import write_report
+        from ledger.audit import verify_chains
+        from projections.report import provenance, write_report
 
         instant = parse_instant(as_of)
+        known = parse_known_at(known_at)
         settings = settings_of(ctx)
         _check_target(settings, to)
         con = _caught_up(settings)
+        failure: CxlError | None = None
         try:
-            write_report(con, instant, to, _protected(settings))
+            with open_store(settings, read_only=True) as store:
+                state = "not verified (--no-verify)"
+                if verify:
+                    ticker = Ticker("verifying")
+                    try:
+                        with ticker.running():
+                            state = verify_chains(
+                                store, on_progress=lambda n: ticker.update(f"{n:,} events")
+                            ).summary()
+                    except (ChainBrokenError, LedgerTamperedError) as exc:
+                        failure, state = exc, f"cxl verify FAILED: {exc}"
+                source = provenance(con, store, state)
+            write_report(con, instant, to, _protected(settings), known_at=known, source=source)
         finally:
             con.close()
         out.print(f"report written to {to.resolve()}")
+        if failure is not None:
+            raise failure

@@ -7,6 +7,7 @@ were processed) · 4 a hash chain does not verify · 5 Kafka unreachable · 6 a 
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import sys
@@ -21,6 +22,7 @@ from eventsourcing.persistence import PersistenceError
 from rich.text import Text
 
 from consumers.broker import EmbeddedBroker
+from consumers.checkpoints import CheckpointPublisher
 from consumers.files import ingest_records
 from consumers.ingest import IngestConsumer, IngestStats
 from consumers.kafka_clients import make_producer
@@ -29,7 +31,7 @@ from consumers.records import read_jsonl
 from consumers.relay import LedgerRelay
 from consumers.topics import ensure_topics
 from consumers.workers import ParallelIngest
-from cxl import analytics, erasure
+from cxl import analytics, checkpoints, erasure
 from cxl.kafka_access import kafka_access
 from cxl.output import Format, Ticker, emit_rows, err, out, report_rejects
 from cxl.store_access import check_store_file, ensure_home, open_store
@@ -108,6 +110,24 @@ def root(
         float | None,
         typer.Option(help="Seconds any Kafka call may take [env CXL_KAFKA_TIMEOUT_S]."),
     ] = None,
+    checkpoint_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ed25519 checkpoint signing key [env CXL_CHECKPOINT_KEY, default "
+            "HOME/checkpoint.key]."
+        ),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(help="Checkpoint every N sealed events [env CXL_CHECKPOINT_EVERY]."),
+    ] = None,
+    checkpoint_interval: Annotated[
+        float | None,
+        typer.Option(help="…or every S seconds [env CXL_CHECKPOINT_INTERVAL_S]."),
+    ] = None,
+    checkpoints_topic: Annotated[
+        str | None, typer.Option(help="Checkpoint topic [env CXL_CHECKPOINTS_TOPIC].")
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     if ctx.invoked_subcommand is None:
@@ -127,6 +147,10 @@ def root(
             batch_size=batch_size,
             ingest_workers=workers,
             kafka_timeout_s=kafka_timeout,
+            checkpoint_key=checkpoint_key,
+            checkpoint_every=checkpoint_every,
+            checkpoint_interval_s=checkpoint_interval,
+            checkpoints_topic=checkpoints_topic,
         ),
         debug=debug,
     )
@@ -183,7 +207,9 @@ def ingest(
     _summary(summary, fmt, report.seal.anomalies)
     if report.rejected:
         raise RejectedRecordsError(
-            f"{report.rejected:,} of {report.lines:,} lines rejected; the rest were sealed"
+            f"{report.rejected:,} of {report.lines:,} lines rejected; the others were processed "
+            f"({report.seal.sealed:,} sealed, {report.seal.duplicates:,} duplicates, "
+            f"{report.seal.erased:,} refused for an erased customer)"
         )
 
 
@@ -293,13 +319,19 @@ def run_ingest(
 ) -> IngestStats:
     """Ingest with ``settings.ingest_workers`` processes (in this one when 1), relaying from here."""
     ledger_relay = LedgerRelay.for_settings(store, bootstrap, settings) if relay else None
+    publisher = CheckpointPublisher.for_settings(store, bootstrap, settings)
     ticker = Ticker("consuming")
 
     def progress(s: IngestStats) -> None:
         ticker.update(
             f"{s.consumed:,} consumed, {s.sealed:,} sealed, {s.duplicates:,} duplicates, "
-            f"{s.dead_lettered:,} dead-lettered, {s.relayed:,} relayed, {s.rate:,.0f}/s"
+            f"{s.dead_lettered:,} dead-lettered, {s.relayed:,} relayed, "
+            f"{s.checkpoints:,} checkpoints, {s.rate:,.0f}/s"
         )
+
+    def finish(stats: IngestStats) -> IngestStats:
+        stats.checkpoints += publisher.maybe_publish(final=True)
+        return stats
 
     try:
         with ticker.running():
@@ -311,10 +343,11 @@ def run_ingest(
                     owns_broker=owns_broker,
                     accept_reset=accept_reset,
                     relay=ledger_relay,
+                    checkpoints=publisher,
                     on_progress=progress,
                 )
                 _install_stop_handlers(parallel.stop)
-                return parallel.run(store, until_idle=until_idle)
+                return finish(parallel.run(store, until_idle=until_idle))
             consumer = IngestConsumer(
                 settings,
                 store,
@@ -322,11 +355,13 @@ def run_ingest(
                 owns_broker=owns_broker,
                 accept_reset=accept_reset,
                 relay=ledger_relay,
+                checkpoints=publisher,
                 on_progress=progress,
             )
             _install_stop_handlers(consumer.stop)
-            return consumer.run(until_idle=until_idle)
+            return finish(consumer.run(until_idle=until_idle))
     finally:
+        publisher.close()
         if ledger_relay is not None:
             ledger_relay.close()
 
@@ -339,6 +374,7 @@ def _ingest_summary(stats: IngestStats) -> dict[str, Any]:
         "refused_erased": stats.erased,
         "dead_lettered": stats.dead_lettered,
         "relayed": stats.relayed,
+        "checkpoints": stats.checkpoints,
         "new_epochs": stats.resets,
         "events_per_s": round(stats.rate),
     }
@@ -406,27 +442,75 @@ def _file_line(reject: tuple[str, str]) -> tuple[str, int]:
 @app.command()
 def verify(
     ctx: typer.Context,
+    checkpoint_file: checkpoints.CheckpointOption = None,
+    public_key: checkpoints.PublicKeyOption = None,
+    projections: Annotated[
+        Path | None,
+        typer.Option(
+            "--projections",
+            help="Also rebuild an export directory or a replay file from the ledger and compare "
+            "(its manifest says how it was built).",
+        ),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
-    """Recompute every customer's hash chain; print the first break, or the totals when all verify."""
+    """Account for every stored byte; with --checkpoint, prove the ledger extends that checkpoint."""
+    from projections.manifest import verify_projections
+
     settings = _ctx(ctx).settings
     ticker = Ticker("verifying")
-    with open_store(settings, read_only=True) as store, ticker.running():
-        report = verify_chains(store, on_progress=lambda n: ticker.update(f"{n:,} events"))
-    if fmt is Format.table:
-        out.print(f"ok {report.events} events, {report.customers} customers")
-        out.print(f"head digest {report.head_digest}")
-    else:
-        emit_rows(
-            [
-                {
-                    "ok": True,
-                    "events": report.events,
-                    "customers": report.customers,
-                    "head_digest": report.head_digest,
-                }
-            ],
-            fmt,
+    if projections is not None and not projections.exists():
+        raise ConfigError(f"--projections {projections}: no such file or directory")
+    with open_store(settings, read_only=True) as store:
+        point = (
+            None
+            if checkpoint_file is None
+            else checkpoints.read_checkpoint(settings, store, checkpoint_file, public_key)
+        )
+        with ticker.running():
+            report = verify_chains(
+                store, on_progress=lambda n: ticker.update(f"{n:,} events"), checkpoint=point
+            )
+            manifest = (
+                None
+                if projections is None
+                else verify_projections(
+                    projections,
+                    store,
+                    on_progress=lambda at, total: ticker.update(
+                        f"rebuilding {projections}: position {at:,} of {total:,}"
+                    ),
+                )
+            )
+    root = base64.b64encode(report.root).decode()
+    row: dict[str, Any] = {
+        "ok": True,
+        "events": report.events,
+        "customers": report.customers,
+        "head_digest": report.head_digest,
+        "tree_root": root,
+    }
+    if report.checkpoint is not None:
+        row["checkpoint_size"] = report.checkpoint.size
+        row["consistency_proof"] = [base64.b64encode(h).decode() for h in report.consistency]
+    if manifest is not None:
+        row["projections_through_position"] = manifest["ledger"]["through_position"]
+        row["projections_tables"] = len(manifest["tables"])
+    if fmt is not Format.table:
+        emit_rows([row], fmt)
+        return
+    out.print(f"ok {report.events} events, {report.customers} customers")
+    out.print(f"head digest {report.head_digest}")
+    out.print(f"tree root {root} ({report.events} leaves)")
+    if report.checkpoint is not None:
+        out.print(
+            f"extends the checkpoint of {report.checkpoint.size} events "
+            f"(consistency proof of {len(report.consistency)} hashes verified)"
+        )
+    if manifest is not None:
+        out.print(
+            f"{projections}: {len(manifest['tables'])} tables equal a rebuild from the ledger "
+            f"through position {manifest['ledger']['through_position']}"
         )
 
 
@@ -500,6 +584,7 @@ def demo(
 
 analytics.register(app)
 erasure.register(app)
+checkpoints.register(app)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from ledger.audit import VerifyReport, verify_chains
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections.live import open_caught_up
-from projections.report import write_report
+from projections.report import provenance, write_report
 from projections.targets import protected_files
 from projections.trust_gap import trust_gap
 
@@ -104,6 +104,7 @@ def run_demo(
                 store,
                 on_rebuild=lambda why: say(f"rebuilding the projections from the ledger: {why}"),
             )
+            source = provenance(con, store, report.summary())
     try:
         as_of = generator.end
         rows = trust_gap(con, as_of, ["made_by"])
@@ -117,6 +118,7 @@ def run_demo(
                 settings.projections_path,
                 (settings.key_store_path, settings.kek_path),
             ),
+            source=source,
         )
     finally:
         con.close()

@@ -17,9 +17,10 @@ from cxl.kafka_access import kafka_access
 from cxl.output import Format, emit_rows, err, out
 from cxl.store_access import open_store
 from ledger.contract import PERSONAL_FIELDS
-from ledger.errors import ConfigError, CxlError, StoreError
+from ledger.errors import ConfigError, CxlError, KeyStoreError, StoreError
 from ledger.keys import KeyStore
-from ledger.personal import reveal
+from ledger.personal import is_sealed_field, reveal
+from ledger.relationship import ERASED_TYPE
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 
@@ -70,8 +71,7 @@ def register(app: typer.Typer) -> None:
         """Erase a customer: destroy their data key, seal customer.erased; every figure stays."""
         settings = settings_of(ctx)
         with open_store(settings) as store:
-            sealed = store.seal_erasure(customer, reason)
-            kid = store.keys.erase(customer)
+            done = store.forget(customer, reason)
             plaintext = sum(
                 1
                 for event in store.stream(customer)
@@ -85,13 +85,12 @@ def register(app: typer.Typer) -> None:
                     "so those stay readable",
                     markup=False,
                 )
-            if sealed and settings.kafka_bootstrap:
+            relay = bool(settings.kafka_bootstrap)
+            if relay:
                 _relay_erasure(settings, store, customer)
-        what = "customer.erased sealed" if sealed else "already erased in the ledger"
-        key = f"data key {kid} destroyed" if kid else "no data key left to destroy"
-        relayed = (
-            f", relayed to {settings.ledger_topic}" if sealed and settings.kafka_bootstrap else ""
-        )
+        what = "customer.erased sealed" if done.sealed else "customer.erased was already sealed"
+        key = f"data key {done.kid} destroyed" if done.kid else "it never had a data key"
+        relayed = f", relayed to {settings.ledger_topic}" if relay else ""
         out.print(f"forgot customer {customer!r}: {key}, {what}{relayed}")
 
     @app.command()
@@ -112,6 +111,7 @@ def register(app: typer.Typer) -> None:
                 events = store.stream(customer)
             if not events:
                 raise StoreError(f"the ledger holds no customer {customer!r}")
+            forgotten = any(event.type == ERASED_TYPE for event in events)
             for event in events:
                 row: dict[str, Any] = {
                     "seq": event.seq,
@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
                     "hash": event.hash,
                 }
                 if keys is not None:
-                    body, erased = reveal(event.body, keys)
+                    body, erased = reveal(event.body, None if forgotten else keys)
                     fields = PERSONAL_FIELDS.get(event.type, ())
                     if fmt is Format.table:
                         row["text"] = _text_of(body, fields)
@@ -158,7 +158,10 @@ def register(app: typer.Typer) -> None:
                     raise CxlError(
                         f"{source}:{number}: not a ledger-topic record (no event object)"
                     )
-                body, erased = reveal(event, keys)
+                try:
+                    body, erased = reveal(event, keys)
+                except KeyStoreError as exc:
+                    raise KeyStoreError(f"{source}:{number}: {exc}") from exc
                 record["event"] = body
                 record["erased_fields"] = erased
                 sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
@@ -168,23 +171,31 @@ PERSONAL_TEXT = "personal_text"
 """The export file of decrypted personal fields (``cxl export --with-text``)."""
 
 
-def export_personal_text(settings: Settings, directory: Path, fmt: str) -> int:
-    """Write ``directory/personal_text.<fmt>``: one row per personal field of every sealed event
-    (position, event_id, customer_id, type, field, text, erased), decrypted from the ledger; an
-    erased customer's fields have no text and ``erased`` true. Returns the rows written."""
+def personal_text_table(settings: Settings, destination: Path) -> Any:
+    """The decrypted personal fields of every sealed event, as a ``pyarrow`` table in ledger
+    order: (position, event_id, customer_id, type, field, text, erased). An erased customer's
+    fields have no text and ``erased`` true, also when the key store was restored from a backup
+    older than the erasure (the ledger's ``customer.erased`` decides).
+
+    Read before anything is written, so a missing key or KEK fails the export cleanly; refused
+    when ``destination`` is under ``CXL_HOME``, which must never hold plaintext."""
     import pyarrow as pa
-    import pyarrow.csv as pa_csv
-    import pyarrow.parquet as pa_parquet
 
-    from projections.targets import refuse_protected, replaced_on_success
-
-    columns: dict[str, list[Any]] = {
-        name: []
-        for name in ("position", "event_id", "customer_id", "type", "field", "text", "erased")
-    }
+    home = settings.home.resolve()
+    if destination.resolve() == home or home in destination.resolve().parents:
+        raise ConfigError(
+            f"--to {destination}: --with-text writes decrypted personal data, which must not be "
+            f"kept under CXL_HOME ({settings.home}); choose a directory outside it"
+        )
+    names = ("position", "event_id", "customer_id", "type", "field", "text", "erased")
+    rows: list[list[Any]] = []
+    sealed_rows: dict[str, list[list[Any]]] = {}
+    forgotten: set[str] = set()
     with open_store(settings, read_only=True) as store, open_keys(settings) as keys:
         for page in store.read():
             for event in page:
+                if event.type == ERASED_TYPE:
+                    forgotten.add(event.customer_id)
                 fields = PERSONAL_FIELDS.get(event.type, ())
                 if not fields:
                     continue
@@ -193,18 +204,34 @@ def export_personal_text(settings: Settings, directory: Path, fmt: str) -> int:
                     value = body["data"].get(name)
                     if value is None:
                         continue
-                    is_erased = f"data.{name}" in erased
-                    for column, item in (
-                        ("position", event.position),
-                        ("event_id", event.event_id),
-                        ("customer_id", event.customer_id),
-                        ("type", event.type),
-                        ("field", f"data.{name}"),
-                        ("text", None if is_erased else value),
-                        ("erased", is_erased),
-                    ):
-                        columns[column].append(item)
-    table = pa.table(columns)
+                    path = f"data.{name}"
+                    is_erased = path in erased
+                    row = [
+                        event.position,
+                        event.event_id,
+                        event.customer_id,
+                        event.type,
+                        path,
+                        None if is_erased else value,
+                        is_erased,
+                    ]
+                    rows.append(row)
+                    if is_sealed_field(event.body["data"][name]):
+                        sealed_rows.setdefault(event.customer_id, []).append(row)
+    for customer_id in forgotten:
+        for row in sealed_rows.get(customer_id, ()):
+            row[5:] = [None, True]
+    columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    return pa.table(columns)
+
+
+def write_personal_text(settings: Settings, table: Any, directory: Path, fmt: str) -> int:
+    """Write ``table`` (``personal_text_table``) to ``directory/personal_text.<fmt>``; its rows."""
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pa_parquet
+
+    from projections.targets import refuse_protected, replaced_on_success
+
     target = directory / f"{PERSONAL_TEXT}.{fmt}"
     refuse_protected(target, [settings.key_store_path, settings.kek_path])
     with replaced_on_success(target) as temporary:
@@ -212,7 +239,7 @@ def export_personal_text(settings: Settings, directory: Path, fmt: str) -> int:
             pa_parquet.write_table(table, temporary)
         else:
             pa_csv.write_csv(table, temporary)
-    return table.num_rows
+    return int(table.num_rows)
 
 
 def _records(source: Path) -> Iterator[tuple[int, Any]]:

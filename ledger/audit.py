@@ -22,15 +22,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 
 from ledger.canonical import canonical_json, format_instant
 from ledger.chain import GENESIS_HASH, seal_hash
-from ledger.errors import ChainBrokenError, LedgerTamperedError
+from ledger.checkpoint import Checkpoint
+from ledger.errors import ChainBrokenError, CheckpointError, LedgerTamperedError
+from ledger.merkle import (
+    EMPTY_ROOT,
+    TreeBuilder,
+    consistency_path,
+    leaf_hash,
+    verify_consistency,
+)
 from ledger.personal import dedupe_digest
 from ledger.recorders import StoredRow, mark_mismatch
 from ledger.relationship import Relationship, relationship_id
@@ -45,6 +54,74 @@ class VerifyReport:
     events: int
     customers: int
     head_digest: str
+    root: bytes = EMPTY_ROOT
+    """The RFC 9162 root of the Merkle tree over all ``events``, recomputed from them."""
+    checkpoint: Checkpoint | None = None
+    """The checkpoint the ledger was proved to extend, if one was given."""
+    consistency: list[bytes] = field(default_factory=list)
+    """The consistency proof from ``checkpoint`` to the ledger (RFC 9162 §2.1.4)."""
+
+    def summary(self) -> str:
+        """One line for a report's header: what was verified, and when."""
+        return (
+            f"cxl verify ok at {format_instant(datetime.now(UTC))}: {self.events:,} sealed events "
+            f"of {self.customers:,} customers — every chain, stored byte and Merkle tree node "
+            "recomputed"
+        )
+
+
+class _TreeCheck:
+    """Recomputes the Merkle tree from the sealed events, in ledger order, and compares every
+    stored tree row with it (level by level, paged: memory does not grow with history)."""
+
+    _PAGE = 5000
+
+    def __init__(self, store: LedgerStore, snapshot_at: int | None) -> None:
+        self.store = store
+        self.builder = TreeBuilder()
+        self.snapshot_at = snapshot_at
+        self.snapshot: bytes | None = EMPTY_ROOT if snapshot_at == 0 else None
+        self._pages: dict[int, list[tuple[int, str, str]]] = {}
+        self._next: dict[int, int] = {}
+
+    def _stored(self, level: int, index: int) -> tuple[int, str, str] | None:
+        page = self._pages.get(level)
+        if not page:
+            page = self.store.recorder.tree_rows(level, self._next.get(level, 0), self._PAGE)
+            page.reverse()
+            self._pages[level] = page
+        if not page:
+            return None
+        row = page.pop()
+        self._next[level] = row[0] + 1
+        return row
+
+    def leaf(self, event_id: str, seal_hash: str, position: int) -> None:
+        for level, index, digest in self.builder.append(leaf_hash(bytes.fromhex(seal_hash))):
+            stored = self._stored(level, index)
+            expected = (index, digest.hex(), event_id if level == 0 else "")
+            if stored != expected:
+                raise LedgerTamperedError(
+                    position,
+                    f"the Merkle tree's {_node_name(level, index)} is not the one recomputed "
+                    "from the sealed events (the tree was edited outside cx-ledger)",
+                )
+        if self.builder.size == self.snapshot_at:
+            self.snapshot = self.builder.root()
+
+    def finish(self) -> None:
+        for level in {0, *self.store.recorder.tree_levels()}:
+            extra = self._stored(level, -1)
+            if extra is not None:
+                raise LedgerTamperedError(
+                    None,
+                    f"the Merkle tree holds {_node_name(level, extra[0])}, which no sealed event "
+                    "accounts for (added outside cx-ledger)",
+                )
+
+
+def _node_name(level: int, index: int) -> str:
+    return f"leaf {index}" if level == 0 else f"node {level}/{index}"
 
 
 @dataclass
@@ -65,11 +142,12 @@ def _timestamp(instant: str) -> dict[str, str]:
 
 
 class _Verifier:
-    def __init__(self) -> None:
+    def __init__(self, tree: _TreeCheck) -> None:
         self.heads: dict[str, _Head] = {}
         self.events = 0
         self.index_sum = 0
         self.last_recorded_at = ""
+        self.tree = tree
 
     def row(self, row: StoredRow) -> None:
         try:
@@ -183,6 +261,7 @@ class _Verifier:
         self.index_sum = (
             self.index_sum + _row_digest(body["event_id"], customer, dedupe_digest(body))
         ) % _MODULUS
+        self.tree.leaf(body["event_id"], hash_, row.position)
         self.events += 1
 
     def finish(self, store: LedgerStore) -> VerifyReport:
@@ -204,11 +283,30 @@ class _Verifier:
                 f"{self.events:,} sealed events (a row was edited, added or removed)",
             )
         _check_positions(store)
+        _check_ledger_meta(store)
+        self.tree.finish()
         heads = hashlib.sha256()
         for head in sorted(self.heads.values(), key=lambda h: h.customer_id):
             heads.update(f"{head.customer_id}\x00{head.seq}\x00{head.hash}\n".encode())
         return VerifyReport(
-            events=self.events, customers=len(self.heads), head_digest=heads.hexdigest()
+            events=self.events,
+            customers=len(self.heads),
+            head_digest=heads.hexdigest(),
+            root=self.tree.builder.root(),
+        )
+
+
+def _check_ledger_meta(store: LedgerStore) -> None:
+    """The ledger's own settings table holds its id and nothing else."""
+    meta = store.recorder.ledger_meta()
+    ledger_id = meta.pop("ledger_id", None)
+    try:
+        valid = ledger_id is None or str(UUID(ledger_id)) == ledger_id
+    except ValueError:
+        valid = False
+    if meta or not valid:
+        raise LedgerTamperedError(
+            None, "the ledger's settings table was edited outside cx-ledger", place="cxl_ledger"
         )
 
 
@@ -229,14 +327,57 @@ def _check_positions(store: LedgerStore) -> None:
 
 
 def verify_chains(
-    store: LedgerStore, on_progress: Callable[[int], None] | None = None
+    store: LedgerStore,
+    on_progress: Callable[[int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> VerifyReport:
     """Return totals when every stored byte checks out; raise at the first that does not
-    (``ChainBrokenError`` or ``LedgerTamperedError``, exit code 4)."""
-    verifier = _Verifier()
+    (``ChainBrokenError`` or ``LedgerTamperedError``, exit code 4).
+
+    With a ``checkpoint`` (its signature already checked), also prove that the ledger extends
+    it: the same origin (else ``CheckpointError``), at least as many events, and the root of the
+    first ``checkpoint.size`` events — recomputed from the sealed events, never read from the
+    stored tree — equal to the signed root; then the consistency proof from the stored tree is
+    checked as an auditor would (RFC 9162 §2.1.4.2). Removed, reordered or rewritten events,
+    recomputed hashes included, fail with ``LedgerTamperedError``."""
+    if checkpoint is not None and checkpoint.origin != store.origin:
+        raise CheckpointError(
+            f"the checkpoint is of ledger {checkpoint.origin!r}, this one is {store.origin!r}"
+        )
+    tree = _TreeCheck(store, None if checkpoint is None else checkpoint.size)
+    verifier = _Verifier(tree)
     for page in store.rows():
         for row in page:
             verifier.row(row)
         if on_progress is not None:
             on_progress(verifier.events)
-    return verifier.finish(store)
+    report = verifier.finish(store)
+    if checkpoint is None:
+        return report
+    if report.events < checkpoint.size:
+        raise LedgerTamperedError(
+            None,
+            f"the checkpoint covers {checkpoint.size:,} events but the ledger holds "
+            f"{report.events:,}: events were removed",
+            place="checkpoint",
+        )
+    if tree.snapshot != checkpoint.root:
+        raise LedgerTamperedError(
+            None,
+            f"the ledger's first {checkpoint.size:,} events are not those the checkpoint signed: "
+            "events were removed, reordered or rewritten",
+            place="checkpoint",
+        )
+    proof = consistency_path(store.tree_node, checkpoint.size, report.events)
+    if not verify_consistency(checkpoint.size, report.events, checkpoint.root, report.root, proof):
+        raise LedgerTamperedError(
+            None, "the consistency proof from the checkpoint does not verify", place="checkpoint"
+        )
+    return VerifyReport(
+        report.events,
+        report.customers,
+        report.head_digest,
+        report.root,
+        checkpoint,
+        proof,
+    )

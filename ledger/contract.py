@@ -460,8 +460,8 @@ def parse_event(raw: bytes | str, origin: str) -> ValidEvent:
 
 
 def erasure_event(customer_id: str, reason: str, at: datetime) -> ValidEvent:
-    """The ``customer.erased`` event ``cxl forget`` seals; ``ConfigError`` naming ``--reason``
-    when the reason is not acceptable free text."""
+    """The ``customer.erased`` event ``cxl forget`` seals; ``ConfigError`` naming ``CUSTOMER``
+    or ``--reason``, whichever is not acceptable."""
     record = {
         "event_id": str(uuid4()),
         "customer_id": customer_id,
@@ -473,8 +473,9 @@ def erasure_event(customer_id: str, reason: str, at: datetime) -> ValidEvent:
     try:
         model = CustomerErasedEvent.model_validate_json(orjson.dumps(record))
     except ValidationError as exc:
-        reasons = "; ".join(p.reason for p in _problems(exc))
-        raise ConfigError(f"--reason: {reasons}") from None
+        problem = _problems(exc)[0]
+        argument = "CUSTOMER" if problem.field == "customer_id" else "--reason"
+        raise ConfigError(f"{argument}: {problem.reason}") from None
     return ValidEvent(model, "cxl forget")
 
 

@@ -125,3 +125,23 @@ class LogResetError(CxlError):
             f"{resume_at}. If the topic was recreated on purpose, run again with --accept-reset "
             "to read it from offset 0 (event_id dedupe keeps it exactly-once)."
         )
+
+
+class ErasureIncompleteError(CxlError):
+    """``cxl forget`` destroyed the customer's data key but could not seal ``customer.erased``:
+    the personal data is already unreadable, and running the same command again finishes it.
+    The exit code is that of the failure underneath."""
+
+    def __init__(self, customer_id: str, cause: CxlError) -> None:
+        self.exit_code = cause.exit_code
+        super().__init__(
+            f"customer {customer_id!r}: data key destroyed, but customer.erased was not sealed "
+            f"({str(cause).rstrip('.')}); run the same `cxl forget` again to finish"
+        )
+
+
+class CheckpointError(CxlError):
+    """A checkpoint, its signature or its signing key is not acceptable (not a checkpoint, signed
+    by another key, of another ledger): it proves nothing either way about the ledger."""
+
+    exit_code = 8

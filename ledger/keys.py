@@ -12,9 +12,11 @@ Contract:
 - Every data key is stored wrapped (AES-256-GCM) by the key-encryption key (KEK), read from
   ``CXL_KEK_FILE``: 32 random bytes, base64, one line. The wrap's associated data binds the key to
   its customer and key id, so a row copied onto another customer does not unwrap.
-- The KEK is created (mode 0600, in a directory of mode 0700) only when it is missing *and* the key
-  store has never been used; a key store remembers a check value of its KEK, so a missing, replaced
-  or mangled KEK is a ``KeyStoreError`` naming the file, never silently new keys or garbage.
+- A key store is started only where there is none, and only for a ledger that holds no sealed
+  field yet (``may_start``); the KEK is created then if missing (mode 0600, in a directory of mode
+  0700). A key store remembers a check value of its KEK, so a missing, replaced, mangled or
+  shared (group/world-readable) KEK is a ``KeyStoreError`` naming the file, never new keys or
+  garbage.
 - ``erase`` deletes the customer's key and leaves a tombstone in the same transaction; a customer
   with a tombstone never gets a key again, whoever asks.
 """
@@ -28,7 +30,8 @@ import hmac
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,22 +81,41 @@ def _kek_check(kek: bytes) -> str:
     return hmac.new(kek, _KEK_CHECK_LABEL, hashlib.sha256).hexdigest()
 
 
+_KEK_FILE_LIMIT = 1024
+
+
 def read_kek(path: Path) -> bytes:
-    """The key-encryption key in ``path``; ``KeyStoreError`` when it is missing or not one."""
+    """The key-encryption key in ``path``; ``KeyStoreError`` when it is missing, not a regular
+    file, readable by group or others, or not one key.
+
+    Only a small regular file is read (a FIFO or a device would hang or exhaust memory), and it
+    must be private: a KEK readable by others unwraps every customer's data key."""
     try:
-        text = path.read_text(encoding="ascii").strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise KeyStoreError(
             f"the key-encryption key file {path} is missing (CXL_KEK_FILE); without it no "
             "personal field can be read or written"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyStoreError(f"cannot read the key-encryption key file {path}: {exc}") from exc
+    except OSError as exc:
+        raise KeyStoreError(
+            f"cannot read the key-encryption key file {path}: {exc.strerror or exc}"
+        ) from exc
+    with os.fdopen(fd, "rb") as handle:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise KeyStoreError(f"the key-encryption key {path} is not a regular file")
+        if status.st_mode & 0o077:
+            raise KeyStoreError(
+                f"the key-encryption key {path} is readable or writable by others (mode "
+                f"{stat.S_IMODE(status.st_mode):04o}); run `chmod 600 {path}`"
+            )
+        raw = handle.read(_KEK_FILE_LIMIT + 1)
     try:
-        kek = base64.b64decode(text, validate=True)
+        kek = base64.b64decode(raw.strip(), validate=True)
     except binascii.Error:
         kek = b""
-    if len(kek) != KEY_BYTES:
+    if len(raw) > _KEK_FILE_LIMIT or len(kek) != KEY_BYTES:
         raise KeyStoreError(
             f"{path} is not a key-encryption key (expected {KEY_BYTES} random bytes, base64, "
             "one line)"
@@ -127,16 +149,31 @@ def create_kek(path: Path) -> bytes:
 class KeyStore:
     """The per-customer data keys of one ledger (see the module docstring for the contract)."""
 
-    def __init__(self, path: Path, kek_file: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        kek_file: Path,
+        *,
+        read_only: bool = False,
+        may_start: Callable[[], None] | None = None,
+    ) -> None:
+        """Open the key store at ``path`` with the KEK in ``kek_file``.
+
+        A writer starts a new key store (and creates the KEK if missing) only when ``path`` holds
+        no key store yet; ``may_start`` is called first and raises to refuse (the ledger already
+        holds fields sealed with another key store). A key store that holds keys or erasures is
+        never started again, whatever is missing from it."""
         self.path = path
         self.kek_file = kek_file
         self.read_only = read_only
         self._cache: dict[str, DataKey] = {}
         self._by_kid: dict[str, DataKey | None] = {}
         self._erased: set[str] = set()
+        if not read_only and not path.exists() and may_start is not None:
+            may_start()
         self._connection = self._connect()
         try:
-            self._wrapper = AESGCM(self._open_kek())
+            self._wrapper = AESGCM(self._open_kek(may_start))
         except BaseException:
             self._connection.close()
             raise
@@ -165,25 +202,60 @@ class KeyStore:
         except (OSError, sqlite3.Error) as exc:
             raise KeyStoreError(f"cannot open the key store {self.path}: {exc}") from exc
 
-    def _open_kek(self) -> bytes:
+    def _open_kek(self, may_start: Callable[[], None] | None) -> bytes:
         recorded = self._meta("kek_check")
-        if recorded is None and not self.read_only and not self.kek_file.exists():
-            kek = create_kek(self.kek_file)
-        else:
-            kek = read_kek(self.kek_file)
         if recorded is None and not self.read_only:
+            if self._holds_anything():
+                # Keys without a check value (an interrupted first use, or an edited file): the
+                # KEK must already exist and must unwrap them; a new one would orphan them all.
+                kek = read_kek(self.kek_file)
+                self._wrapper = AESGCM(kek)
+                self._unwrap_any()
+            else:
+                if may_start is not None:
+                    may_start()
+                kek = (
+                    read_kek(self.kek_file) if self.kek_file.exists() else create_kek(self.kek_file)
+                )
             with self._write() as db:
                 db.execute(
                     "INSERT OR IGNORE INTO cxl_key_meta VALUES ('kek_check', ?)",
                     [_kek_check(kek)],
                 )
             recorded = self._meta("kek_check")
+        else:
+            kek = read_kek(self.kek_file)
         if recorded is not None and not hmac.compare_digest(recorded, _kek_check(kek)):
             raise KeyStoreError(
                 f"the key-encryption key in {self.kek_file} is not the one the key store "
                 f"{self.path} was made with (CXL_KEK_FILE); restore the right file"
             )
         return kek
+
+    def _holds_anything(self) -> bool:
+        try:
+            return (
+                self._connection.execute(
+                    "SELECT 1 FROM cxl_data_keys UNION ALL SELECT 1 FROM cxl_erasures LIMIT 1"
+                ).fetchone()
+                is not None
+            )
+        except sqlite3.Error as exc:
+            raise KeyStoreError(f"{self.path} is not a cx-ledger key store ({exc})") from exc
+
+    def _unwrap_any(self) -> None:
+        row = self._connection.execute(
+            "SELECT customer_id, kid, wrapped FROM cxl_data_keys LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return
+        try:
+            self._unwrap(row[0], row[1], bytes(row[2]))
+        except KeyStoreError:
+            raise KeyStoreError(
+                f"the key-encryption key in {self.kek_file} does not unwrap the data keys in "
+                f"{self.path} (CXL_KEK_FILE); restore the right file"
+            ) from None
 
     def _meta(self, name: str) -> str | None:
         try:
@@ -236,6 +308,10 @@ class KeyStore:
     def cached(self, customer_id: str) -> DataKey:
         """The key of a customer ``keys_for`` returned (the hot path: one dict lookup)."""
         return self._cache[customer_id]
+
+    def held(self, customer_id: str) -> DataKey | None:
+        """The key of a customer ``keys_for`` looked up, or None when there is none."""
+        return self._cache.get(customer_id)
 
     def is_erased(self, customer_id: str) -> bool:
         if customer_id not in self._cache and customer_id not in self._erased:
@@ -331,13 +407,17 @@ class KeyStore:
         return key
 
     def erase(self, customer_id: str) -> str | None:
-        """Destroy ``customer_id``'s data key and leave its tombstone; the destroyed key's id, or
-        None when it had none. Idempotent."""
+        """Destroy ``customer_id``'s data key and leave its tombstone; the destroyed key's id
+        (now or by an earlier erasure), or None when it never had one. Idempotent."""
         with self._write() as db:
             row = db.execute(
                 "SELECT kid FROM cxl_data_keys WHERE customer_id = ?", [customer_id]
             ).fetchone()
-            kid = None if row is None else str(row[0])
+            if row is None:
+                row = db.execute(
+                    "SELECT kid FROM cxl_erasures WHERE customer_id = ?", [customer_id]
+                ).fetchone()
+            kid = None if row is None or row[0] is None else str(row[0])
             db.execute("DELETE FROM cxl_data_keys WHERE customer_id = ?", [customer_id])
             db.execute(
                 "INSERT INTO cxl_erasures VALUES (?, ?, ?) ON CONFLICT (customer_id) DO NOTHING",

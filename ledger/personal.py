@@ -48,6 +48,8 @@ _RANDOM_MEMBERS = ("ct", "iv")
 # sorted); a quote inside any string is escaped, so this matches only those two members.
 _RANDOM_BYTES = re.compile(rb'"ct":"[A-Za-z0-9+/=]*","iv":"[A-Za-z0-9+/=]*",')
 SEALED_MARK = "$enc"
+SEALED_FIELD_MARK = b'"$enc":"A256GCM"'
+"""Bytes found in the stored state of every event holding a sealed field, and in no other."""
 ERASED = "[erased]"
 
 
@@ -84,12 +86,45 @@ class PersonalCipher:
     def __init__(self, keys: KeyStore) -> None:
         self.keys = keys
 
-    def prepare(self, customer_ids: Iterable[str]) -> set[str]:
-        """Make sure every customer about to be sealed has a data key (created and committed in
-        the key store first); returns the customers that were erased."""
+    def erased_among(self, customer_ids: Iterable[str]) -> set[str]:
+        """Look up the keys of ``customer_ids`` (creating none); those that were erased."""
         wanted = set(customer_ids)
-        found = self.keys.keys_for(wanted)
+        found = self.keys.keys_for(wanted, create=False)
         return {c for c in wanted - found.keys() if self.keys.is_erased(c)}
+
+    def provide(self, streams: dict[str, str | None]) -> None:
+        """Make sure each customer about to seal a personal value has its data key, committed in
+        the key store before the ledger commits. ``streams`` maps each such customer to the key
+        id its stream was already sealed with (None for none): a key is created only for a
+        stream that never had one, and a stream whose key the key store does not hold (another
+        key store, or one edited) is a ``KeyStoreError`` rather than a second key."""
+        keys = self.keys
+        new = [c for c, kid in streams.items() if kid is None and keys.held(c) is None]
+        if new:
+            keys.keys_for(new)
+        for customer_id, kid in streams.items():
+            self.check_stream(customer_id, kid)
+
+    def check_stream(self, customer_id: str, kid: str | None) -> None:
+        """``KeyStoreError`` unless the key store holds key ``kid`` for ``customer_id`` or has
+        erased them (nothing to check when the stream holds no sealed field: ``kid`` None)."""
+        keys = self.keys
+        if kid is None:
+            return
+        key = keys.keys_for([customer_id], create=False).get(customer_id)
+        if (key.kid == kid) if key is not None else keys.is_erased(customer_id):
+            return
+        held = "no key" if key is None else f"key {key.kid}"
+        raise KeyStoreError(
+            f"customer {customer_id!r} was sealed with data key {kid}, but the key store "
+            f"{keys.path} holds {held} for them and no erasure: CXL_KEY_STORE names another "
+            "ledger's key store, or the key store was edited"
+        )
+
+    @staticmethod
+    def has_personal_value(body: dict[str, Any]) -> bool:
+        data = body["data"]
+        return any(data.get(n) is not None for n in PERSONAL_FIELDS.get(body["type"], ()))
 
     def seal_fields(self, body: dict[str, Any]) -> tuple[bytes, str | None]:
         """The canonical bytes of ``body`` with its personal fields sealed, and its dedupe digest
@@ -119,11 +154,13 @@ class PersonalCipher:
         return sealed, hashlib.sha256(_RANDOM_BYTES.sub(b"", sealed)).hexdigest()
 
 
-def reveal(body: dict[str, Any], keys: KeyStore) -> tuple[dict[str, Any], list[str]]:
+def reveal(body: dict[str, Any], keys: KeyStore | None) -> tuple[dict[str, Any], list[str]]:
     """``body`` with its sealed fields decrypted, and the paths of those that are erased.
 
-    An erased field reads as ``ERASED``; a sealed field whose ciphertext does not decrypt with its
-    key (altered, or moved from another event) raises ``KeyStoreError`` — never garbage.
+    An erased field reads as ``ERASED``; ``keys`` None reads every sealed field as erased (the
+    ledger holds the customer's ``customer.erased``: a key store restored from a backup older than
+    the erasure must not bring the text back). A sealed field whose ciphertext does not decrypt
+    with its key (altered, or moved from another event) raises ``KeyStoreError`` — never garbage.
     """
     data = body.get("data")
     if type(data) is not dict or not any(is_sealed_field(v) for v in data.values()):
@@ -140,7 +177,7 @@ def reveal(body: dict[str, Any], keys: KeyStore) -> tuple[dict[str, Any], list[s
             raise KeyStoreError(
                 f"event {body.get('event_id')} {path} is not a sealed field (no {exc})"
             ) from None
-        key = keys.key(str(kid))
+        key = None if keys is None else keys.key(str(kid))
         if key is None:
             revealed[name] = ERASED
             erased.append(path)

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.persistence import (
     IntegrityError,
@@ -37,6 +37,9 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import retry
+
+from ledger.merkle import frontier_positions
+from ledger.personal import SEALED_FIELD_MARK
 
 # A terminated or restarted database session is reconnected, as the library's own reads are.
 _reconnecting = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -90,6 +93,33 @@ class SealingTransaction:
         self._events = recorder.qualified(recorder.events_table_name)
         self._ids = recorder.qualified("cxl_event_ids")
         self._marks = recorder.qualified("cxl_source_marks")
+        self._leaves = recorder.qualified(TREE_LEAVES)
+        self._nodes = recorder.qualified(TREE_NODES)
+
+    def tree_edge(self) -> tuple[int, dict[tuple[int, int], bytes]]:
+        """The Merkle tree's size and the full subtrees on its right edge (``TreeBuilder``)."""
+        self._cursor.execute(f"SELECT MAX(leaf) AS last FROM {self._leaves}")
+        row = self._cursor.fetchone()
+        size = 0 if row is None or row["last"] is None else int(row["last"]) + 1
+        edge: dict[tuple[int, int], bytes] = {}
+        for level, index in frontier_positions(size):
+            if level == 0:
+                self._cursor.execute(
+                    f"SELECT hash FROM {self._leaves} WHERE leaf = {self._p}", [index]
+                )
+            else:
+                self._cursor.execute(
+                    f"SELECT hash FROM {self._nodes} WHERE level = {self._p} AND idx = {self._p}",
+                    [level, index],
+                )
+            found = self._cursor.fetchone()
+            if found is None:
+                raise PersistenceError(
+                    f"the Merkle tree of {size} leaves lacks node {level}/{index}: "
+                    "it was edited outside cx-ledger (run `cxl verify`)"
+                )
+            edge[level, index] = bytes.fromhex(found["hash"])
+        return size, edge
 
     def has_tracking(self, tracking: Tracking) -> bool:
         self._cursor.execute(
@@ -151,8 +181,25 @@ class SealingTransaction:
         tracking: Tracking | None,
         event_ids: Sequence[tuple[str, str, str]],
         mark: tuple[str, int, str] | None,
+        tree: Sequence[tuple[int, int, bytes, str]] = (),
     ) -> None:
+        """Insert sealed events with their index rows, position and mark, and the Merkle
+        ``tree`` nodes they complete: (level, index, hash, event_id of a leaf or "")."""
         self._recorder.insert_within(self._cursor, stored, tracking)
+        leaves = [(i, e, h.hex()) for level, i, h, e in tree if level == 0]
+        nodes = [(level, i, h.hex()) for level, i, h, _ in tree if level > 0]
+        if leaves:
+            self._cursor.executemany(
+                f"INSERT INTO {self._leaves} (leaf, event_id, hash) "
+                f"VALUES ({self._p}, {self._p}, {self._p})",
+                leaves,
+            )
+        if nodes:
+            self._cursor.executemany(
+                f"INSERT INTO {self._nodes} (level, idx, hash) "
+                f"VALUES ({self._p}, {self._p}, {self._p})",
+                nodes,
+            )
         if event_ids:
             self._cursor.executemany(
                 f"INSERT INTO {self._ids} (event_id, customer_id, digest) "
@@ -168,11 +215,21 @@ class SealingTransaction:
             )
 
 
+LEDGER_META = "cxl_ledger"
+TREE_LEAVES = "cxl_tree_leaves"
+TREE_NODES = "cxl_tree_nodes"
 _EXTRA_TABLES = (
     "CREATE TABLE IF NOT EXISTS {ids} (event_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, "
     "digest TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {marks} (name TEXT PRIMARY KEY, position BIGINT NOT NULL, "
     "fingerprint TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # The Merkle tree (``ledger.merkle``): leaf i is the i-th sealed event in ledger order, and
+    # each full subtree above the leaves is one node row; hashes in hex.
+    "CREATE TABLE IF NOT EXISTS {leaves} (leaf BIGINT PRIMARY KEY, event_id TEXT NOT NULL "
+    "UNIQUE, hash TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {nodes} (level INTEGER NOT NULL, idx BIGINT NOT NULL, "
+    "hash TEXT NOT NULL, PRIMARY KEY (level, idx))",
 )
 
 
@@ -186,6 +243,11 @@ class _LedgerCounts:
     datastore: Any
     tracking_table_name: str
     events_table_name: str
+    position_column: str
+    param: str
+    """The backend's parameter placeholder."""
+    state_contains: str
+    """SQL true when a row's ``state`` holds the bytes given as the one parameter."""
 
     def qualified(self, table: str) -> str:
         raise NotImplementedError
@@ -205,16 +267,129 @@ class _LedgerCounts:
             if not r["application_name"].startswith("__")
         }
 
-    def index_balance(self) -> tuple[int, int]:
-        """(sealed events, event-id index rows): equal in a ledger nobody edited."""
+    def index_balance(self) -> tuple[int, int, int]:
+        """(sealed events, event-id index rows, Merkle tree leaves), read in one statement (one
+        snapshot, while other writers seal): all equal in a ledger nobody edited."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "SELECT COUNT(*) AS n FROM "
-                f"{self.qualified(self.events_table_name)} WHERE originator_version > 1"
+                "SELECT (SELECT COUNT(*) FROM "
+                f"{self.qualified(self.events_table_name)} WHERE originator_version > 1) AS sealed, "
+                f"(SELECT COUNT(*) FROM {self.qualified('cxl_event_ids')}) AS indexed, "
+                f"(SELECT COUNT(*) FROM {self.qualified(TREE_LEAVES)}) AS leaves"
             )
-            sealed = c.fetchone()["n"]
-            c.execute(f"SELECT COUNT(*) AS n FROM {self.qualified('cxl_event_ids')}")
-            return int(sealed), int(c.fetchone()["n"])
+            row = c.fetchone()
+            return int(row["sealed"]), int(row["indexed"]), int(row["leaves"])
+
+    def holds_sealed_fields(self) -> bool:
+        """Whether any sealed event holds an encrypted personal field (a whole-table scan: asked
+        only when a key store is about to be started)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT 1 AS found FROM {self.qualified(self.events_table_name)} "
+                f"WHERE {self.state_contains} LIMIT 1",
+                [SEALED_FIELD_MARK],
+            )
+            return c.fetchone() is not None
+
+    def ledger_meta(self) -> dict[str, str]:
+        """Every row of the ledger's own settings table (``verify`` accounts for each)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT name, value FROM {self.qualified(LEDGER_META)}")
+            return {r["name"]: r["value"] for r in c.fetchall()}
+
+    def ledger_id(self, *, create: bool = False) -> str | None:
+        """This ledger's random identity (it names the ledger in its checkpoints), made by the
+        first writer; None when no writer of this version opened the store yet."""
+        with self.datastore.transaction(commit=create) as c:
+            if create:
+                c.execute(
+                    f"INSERT INTO {self.qualified(LEDGER_META)} (name, value) "
+                    f"VALUES ('ledger_id', {self.param}) ON CONFLICT (name) DO NOTHING",
+                    [str(uuid4())],
+                )
+            c.execute(f"SELECT name, value FROM {self.qualified(LEDGER_META)}")
+            rows = {r["name"]: r["value"] for r in c.fetchall()}
+        return rows.get("ledger_id")
+
+    def customer_of(self, event_id: str) -> str | None:
+        """The customer of a sealed event (from the event-id index), or None."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT customer_id FROM {self.qualified('cxl_event_ids')} "
+                f"WHERE event_id = {self.param}",
+                [event_id],
+            )
+            row = c.fetchone()
+        return None if row is None else str(row["customer_id"])
+
+    def sealed_through(self, position: int) -> int:
+        """How many sealed events lie at or before ledger ``position``."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT count(*) AS n FROM {self.qualified(self.events_table_name)} "
+                f"WHERE {self.position_column} <= {self.param} AND originator_version > 1",
+                [position],
+            )
+            return int(c.fetchone()["n"])
+
+    def tree_size(self) -> int:
+        """Leaves in the Merkle tree (sealed events it covers)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT MAX(leaf) AS last FROM {self.qualified(TREE_LEAVES)}")
+            row = c.fetchone()
+        return 0 if row is None or row["last"] is None else int(row["last"]) + 1
+
+    def tree_hash(self, level: int, index: int) -> bytes | None:
+        """The stored hash of full subtree (``level``, ``index``); level 0 is a leaf."""
+        with self.datastore.transaction(commit=False) as c:
+            if level == 0:
+                c.execute(
+                    f"SELECT hash FROM {self.qualified(TREE_LEAVES)} WHERE leaf = {self.param}",
+                    [index],
+                )
+            else:
+                c.execute(
+                    f"SELECT hash FROM {self.qualified(TREE_NODES)} "
+                    f"WHERE level = {self.param} AND idx = {self.param}",
+                    [level, index],
+                )
+            row = c.fetchone()
+        return None if row is None else bytes.fromhex(row["hash"])
+
+    def leaf_of(self, event_id: str) -> int | None:
+        """The leaf index of a sealed event, or None."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT leaf FROM {self.qualified(TREE_LEAVES)} WHERE event_id = {self.param}",
+                [event_id],
+            )
+            row = c.fetchone()
+        return None if row is None else int(row["leaf"])
+
+    def tree_rows(self, level: int, start: int, limit: int) -> list[tuple[int, str, str]]:
+        """Stored tree rows of ``level`` from index ``start``, in order: (index, hash, event_id);
+        ``event_id`` is "" above the leaves."""
+        with self.datastore.transaction(commit=False) as c:
+            if level == 0:
+                c.execute(
+                    f"SELECT leaf AS idx, hash, event_id FROM {self.qualified(TREE_LEAVES)} "
+                    f"WHERE leaf >= {self.param} ORDER BY leaf LIMIT {self.param}",
+                    [start, limit],
+                )
+            else:
+                c.execute(
+                    f"SELECT idx, hash, '' AS event_id FROM {self.qualified(TREE_NODES)} "
+                    f"WHERE level = {self.param} AND idx >= {self.param} ORDER BY idx "
+                    f"LIMIT {self.param}",
+                    [level, start, limit],
+                )
+            return [(int(r["idx"]), r["hash"], r["event_id"]) for r in c.fetchall()]
+
+    def tree_levels(self) -> list[int]:
+        """The levels above the leaves that hold any node (verify checks each of them)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT DISTINCT level FROM {self.qualified(TREE_NODES)}")
+            return sorted(int(r["level"]) for r in c.fetchall())
 
     def source_marks(self) -> dict[str, SourceMark]:
         with self.datastore.transaction(commit=False) as c:
@@ -229,11 +404,22 @@ class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
 
     position_column = "rowid"
     tracking_table_name = "tracking"
+    param = "?"
+    state_contains = "instr(state, ?) > 0"
 
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
-            *(s.format(ids="cxl_event_ids", marks="cxl_source_marks") for s in _EXTRA_TABLES),
+            *(
+                s.format(
+                    ids="cxl_event_ids",
+                    marks="cxl_source_marks",
+                    leaves=TREE_LEAVES,
+                    nodes=TREE_NODES,
+                    meta=LEDGER_META,
+                )
+                for s in _EXTRA_TABLES
+            ),
         ]
 
     def qualified(self, table: str) -> str:
@@ -300,6 +486,8 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
     """PostgreSQL: the library's table lock is taken first, then the seal is decided."""
 
     position_column = "notification_id"
+    param = "%s"
+    state_contains = "position(%s::bytea in state) > 0"
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
@@ -309,6 +497,9 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
                     statement.format(
                         ids=self.qualified("cxl_event_ids"),
                         marks=self.qualified("cxl_source_marks"),
+                        leaves=self.qualified(TREE_LEAVES),
+                        nodes=self.qualified(TREE_NODES),
+                        meta=self.qualified(LEDGER_META),
                     )
                 )
             )

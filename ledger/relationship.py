@@ -19,6 +19,8 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from ledger.chain import GENESIS_HASH, seal_hash
+from ledger.contract import PERSONAL_FIELDS
+from ledger.personal import is_sealed_field
 
 ERASED_TYPE = "customer.erased"
 """Sealed by ``cxl forget`` (never by a publisher): after it, the stream takes no more events."""
@@ -89,6 +91,8 @@ class Relationship(Aggregate):
         self._promises: dict[str, _PromiseFacts] = {}
         self._complaints: set[str] = set()
         self.erased = False
+        self.kid: str | None = None
+        """The data key id this stream's personal fields were sealed with (None: none yet)."""
 
     def seal(
         self, body: dict[str, Any], body_bytes: bytes, recorded_at: str, at: datetime
@@ -113,6 +117,12 @@ class Relationship(Aggregate):
         self.head_hash = hash_
         data = body["data"]
         kind = body["type"]
+        if self.kid is None:
+            for name in PERSONAL_FIELDS.get(kind, ()):
+                value = data.get(name)
+                if is_sealed_field(value):
+                    self.kid = value["kid"]
+                    break
         if kind == ERASED_TYPE:
             self.erased = True
         elif kind.startswith("promise."):

@@ -44,6 +44,25 @@ class Settings(BaseSettings):
         description="Key-encryption key file (created on first use); default "
         "~/.config/cx-ledger/kek of the user running cxl, apart from the ledger's files.",
     )
+    checkpoint_key: Path | None = Field(
+        default=None,
+        description="Ed25519 key that signs checkpoints (created on first use, mode 0600); "
+        "default HOME/checkpoint.key.",
+    )
+    checkpoint_every: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000_000,
+        description="While consuming, publish a checkpoint after this many newly sealed events…",
+    )
+    checkpoint_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="…or this many seconds after the last one, when events were sealed since.",
+    )
+    checkpoints_topic: str = "cx.checkpoints"
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port[,host:port]; unset = embedded broker."
     )
@@ -93,6 +112,10 @@ class Settings(BaseSettings):
     @property
     def key_store_path(self) -> Path:
         return self.key_store or self.home / "keys.sqlite"
+
+    @property
+    def checkpoint_key_path(self) -> Path:
+        return self.checkpoint_key or self.home / "checkpoint.key"
 
     @property
     def kek_path(self) -> Path:

@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
 import orjson
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
@@ -51,9 +51,18 @@ from eventsourcing.utils import Environment, EnvType
 
 from ledger.canonical import format_instant
 from ledger.chain import body_bytes, content_digest
+from ledger.checkpoint import ORIGIN_PREFIX
 from ledger.contract import ValidEvent, erasure_event
-from ledger.errors import ConfigError, LedgerTamperedError, StoreError
+from ledger.errors import (
+    ConfigError,
+    CxlError,
+    ErasureIncompleteError,
+    KeyStoreError,
+    LedgerTamperedError,
+    StoreError,
+)
 from ledger.keys import KeyStore
+from ledger.merkle import TreeBuilder, leaf_hash, subtree_root
 from ledger.personal import PersonalCipher
 from ledger.recorders import (
     SQLITE_LEDGER_TABLES,
@@ -63,7 +72,7 @@ from ledger.recorders import (
     SourceMark,
     StoredRow,
 )
-from ledger.relationship import Relationship, relationship_id
+from ledger.relationship import ERASED_TYPE, Relationship, relationship_id
 from ledger.settings import Settings
 from ledger.transcoder import OrjsonTranscoder
 
@@ -101,6 +110,15 @@ class Rejection:
 
     event: ValidEvent
     reason: str
+
+
+@dataclass(frozen=True)
+class Forgetting:
+    """What ``LedgerStore.forget`` did: the destroyed key's id (None: the customer never had
+    one), and whether ``customer.erased`` was sealed now (False: it already was)."""
+
+    kid: str | None
+    sealed: bool
 
 
 @dataclass
@@ -227,6 +245,7 @@ class LedgerStore:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         read_only: bool = False,
         personal: PersonalCipher | None = None,
+        merkle: bool = True,
     ) -> None:
         """Open (and, unless ``read_only``, create) the store at ``url``.
 
@@ -234,11 +253,13 @@ class LedgerStore:
         store must exist and hold the ledger's tables, and nothing is created or altered in it.
         ``personal`` seals personal fields encrypted with their customers' keys; every command
         that seals passes it (``cxl.store_access``). Without it personal fields are sealed as
-        plaintext: only tests and the benchmark's baseline do that.
+        plaintext: only tests and the benchmark's baseline do that. ``merkle`` false seals without
+        growing the Merkle tree: only the benchmark's baseline does that, in a store of its own.
         """
         self.url = url
         self._clock = clock
         self._personal = personal
+        self._merkle = merkle
         env = _environment(url, create=not read_only)
         try:
             if read_only:
@@ -258,36 +279,85 @@ class LedgerStore:
         self._check_plain_json()
         if not read_only:
             self._check_index_balance()
+            self._ledger_id = self.recorder.ledger_id(create=True)
 
     @classmethod
     def for_settings(cls, settings: Settings, *, read_only: bool = False) -> LedgerStore:
         """The configured store; a writer seals personal fields with the configured key store
-        (opened, and its key-encryption key created on first use, here)."""
+        (opened here; started, with its key-encryption key, on first use only)."""
         if read_only:
             return cls(settings.store_url, read_only=True)
         settings.check_key_places()
-        keys = KeyStore(settings.key_store_path, settings.kek_path)
+        store = cls(settings.store_url)
         try:
-            store = cls(settings.store_url, personal=PersonalCipher(keys))
+            keys = KeyStore(
+                settings.key_store_path,
+                settings.kek_path,
+                may_start=lambda: store._refuse_new_key_store(settings.key_store_path),
+            )
         except BaseException:
-            keys.close()
+            store.close()
             raise
+        store._personal = PersonalCipher(keys)
         return store
 
-    def _check_index_balance(self) -> None:
-        """Refuse to write when the event-id index and the sealed events differ in size: dedupe
-        reads that index, so a deleted row would let an event be sealed twice."""
+    def _refuse_new_key_store(self, path: Path) -> None:
+        """A new key store for a ledger that already holds sealed fields would mint second keys
+        for its customers and leave their sealed text unreadable: refuse it."""
         try:
-            sealed, indexed = self.recorder.index_balance()
+            holds = self.recorder.holds_sealed_fields()
         except PersistenceError as exc:
             raise StoreError(f"cannot read the ledger store {_redact(self.url)}: {exc}") from exc
-        if sealed != indexed:
+        if holds:
+            raise KeyStoreError(
+                f"there is no key store at {path} (CXL_KEY_STORE), but the ledger "
+                f"{_redact(self.url)} holds personal fields sealed with one: point CXL_KEY_STORE "
+                "and CXL_KEK_FILE at that key store (or restore it from its backup)"
+            )
+
+    def _check_index_balance(self) -> None:
+        """Refuse to write when the event-id index or the Merkle tree and the sealed events differ
+        in size: dedupe reads that index (a deleted row would let an event be sealed twice), and
+        the tree must cover every sealed event. A ledger sealed before the tree existed (a tree of
+        no leaves) gets its tree built here, once."""
+        try:
+            sealed, indexed, leaves = self.recorder.index_balance()
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read the ledger store {_redact(self.url)}: {exc}") from exc
+        if sealed != indexed or leaves not in (0, sealed):
             self.close()
+            what = (
+                f"{indexed:,} event-id rows"
+                if sealed != indexed
+                else f"a Merkle tree of {leaves:,} leaves"
+            )
             raise LedgerTamperedError(
                 None,
-                f"{indexed:,} rows for {sealed:,} sealed events; it was edited outside cx-ledger "
-                "(run `cxl verify`), and sealing into it could seal an event twice",
+                f"{what} for {sealed:,} sealed events; it was edited outside cx-ledger "
+                "(run `cxl verify`), and sealing into it could seal an event twice or leave "
+                "events out of its checkpoints",
             )
+        if leaves == 0 and sealed and self._merkle:
+            self._build_tree()
+
+    def _build_tree(self) -> None:
+        """Build the Merkle tree of a ledger sealed before there was one, in ledger order."""
+        pending: list[tuple[str, str]] = []
+
+        def flush() -> None:
+            with self.recorder.sealing() as tx:
+                tx.insert([], tracking=None, event_ids=[], mark=None, tree=_grown_tree(tx, pending))
+            pending.clear()
+
+        for page in self.rows():
+            for row in page:
+                if row.topic == SEALED_TOPIC:
+                    state = orjson.loads(row.state)
+                    pending.append((state["event_id"], state["hash"]))
+            if len(pending) >= 20_000:
+                flush()
+        if pending:
+            flush()
 
     def _require_ledger_tables(self) -> None:
         try:
@@ -319,11 +389,46 @@ class LedgerStore:
                 ) from None
 
     @property
+    def origin(self) -> str:
+        """The name of this ledger in its checkpoints: ``cx-ledger/<ledger id>``."""
+        try:
+            ledger_id = self.recorder.ledger_id()
+        except PersistenceError:
+            ledger_id = None
+        if ledger_id is None:
+            raise StoreError(
+                f"the ledger store {_redact(self.url)} has no ledger id yet: it was written by an "
+                "older cx-ledger; run any writing command (e.g. `cxl ingest` of nothing) first"
+            )
+        return ORIGIN_PREFIX + ledger_id
+
+    def tree_root(self, size: int | None = None) -> tuple[int, bytes]:
+        """(size, RFC 9162 root) of the stored Merkle tree, of its first ``size`` leaves when
+        given (at most the current size)."""
+        current = self.recorder.tree_size()
+        size = current if size is None else size
+        if not 0 <= size <= current:
+            raise StoreError(f"the ledger's Merkle tree has {current:,} leaves, not {size:,}")
+        return size, subtree_root(self.tree_node, 0, size)
+
+    def tree_node(self, level: int, index: int) -> bytes:
+        """A stored full subtree of the Merkle tree (``ledger.merkle.FullNode``)."""
+        found = self.recorder.tree_hash(level, index)
+        if found is None:
+            raise LedgerTamperedError(
+                None, f"the Merkle tree lacks node {level}/{index} (edited outside cx-ledger)"
+            )
+        return found
+
+    @property
     def keys(self) -> KeyStore:
         """The key store this writer seals personal fields with."""
+        return self._require_personal().keys
+
+    def _require_personal(self) -> PersonalCipher:
         if self._personal is None:
             raise StoreError("this ledger store was opened without its key store")
-        return self._personal.keys
+        return self._personal
 
     def close(self) -> None:
         self._app.close()
@@ -391,7 +496,7 @@ class LedgerStore:
         erased = (
             set()
             if self._personal is None
-            else self._personal.prepare({e.customer_id for e in events})
+            else self._personal.erased_among({e.customer_id for e in events})
         )
         try:
             with self.recorder.sealing() as tx:
@@ -402,10 +507,14 @@ class LedgerStore:
                 recorded_at = format_instant(at)
                 known = tx.known_events(list({e.event_id for e in events}))
                 self._load_missing(tx, {e.customer_id for e in events})
+                if self._personal is not None:
+                    self._personal.provide(self._streams_needing_keys(events, erased))
                 id_rows: list[tuple[str, str, str]] = []
                 for event in events:
                     cached = touched.get(event.customer_id) or self._cache.get(event.customer_id)
-                    if event.customer_id in erased or (cached is not None and cached.erased):
+                    if (cached is not None and cached.erased) or (
+                        event.customer_id in erased and event.type != ERASED_TYPE
+                    ):
                         report.erased += 1
                         continue
                     if self._personal is None:
@@ -438,14 +547,29 @@ class LedgerStore:
                 if before_commit is not None:
                     before_commit(report)
                 to_stored = self._app.mapper.to_stored_event
-                stored = [to_stored(e) for r in touched.values() for e in r.collect_events()]
+                domain = [e for r in touched.values() for e in r.collect_events()]
+                stored = [to_stored(e) for e in domain]
                 if stored or tracking is not None:
                     mark_row = (
                         None
                         if tracking is None
                         else (tracking.application_name, tracking.notification_id, mark or "")
                     )
-                    tx.insert(stored, tracking=tracking, event_ids=id_rows, mark=mark_row)
+                    tree = (
+                        _grown_tree(
+                            tx,
+                            [
+                                (e.event_id, e.hash)
+                                for e in domain
+                                if isinstance(e, Relationship.EventSealed)
+                            ],
+                        )
+                        if self._merkle
+                        else []
+                    )
+                    tx.insert(
+                        stored, tracking=tracking, event_ids=id_rows, mark=mark_row, tree=tree
+                    )
         except PersistenceError as exc:
             self._evict(touched)
             if isinstance(exc, IntegrityError | OperationalError | InterfaceError):
@@ -460,16 +584,47 @@ class LedgerStore:
             self._remember(customer_id, relationship)
         return report
 
-    def seal_erasure(self, customer_id: str, reason: str) -> bool:
-        """Seal ``customer.erased`` in ``customer_id``'s stream; False when it already holds one.
+    def _streams_needing_keys(
+        self, events: list[ValidEvent], erased: set[str]
+    ) -> dict[str, str | None]:
+        """Each customer with a personal value to seal, and the key id its stream holds."""
+        streams: dict[str, str | None] = {}
+        for event in events:
+            customer_id = event.customer_id
+            if (
+                customer_id in streams
+                or customer_id in erased
+                or not PersonalCipher.has_personal_value(event.body)
+            ):
+                continue
+            relationship = self._cache.get(customer_id)
+            if relationship is None or not relationship.erased:
+                streams[customer_id] = None if relationship is None else relationship.kid
+        return streams
 
-        From then on the stream takes no more events (``SealReport.erased``). ``StoreError`` when
-        the ledger holds no such customer.
+    def forget(self, customer_id: str, reason: str) -> Forgetting:
+        """Erase ``customer_id``: destroy their data key, then seal ``customer.erased``.
+
+        The key goes first: once it is destroyed nothing can reveal the customer's text, whatever
+        fails next, and a rerun finishes the job (both steps are idempotent). The erasure is
+        refused before anything is destroyed when the reason is not acceptable, the ledger holds
+        no such customer, or the key store does not hold the key the customer's stream was sealed
+        with (it is another ledger's key store: destroying nothing there would be a false
+        erasure). ``ErasureIncompleteError`` when the key was destroyed but sealing failed.
         """
+        personal = self._require_personal()
         event = erasure_event(customer_id, reason, self._clock())
-        if not self.recorder.select_events(relationship_id(customer_id), limit=1):
-            raise StoreError(f"the ledger holds no customer {customer_id!r}")
-        return self.seal([event]).sealed == 1
+        try:
+            relationship: Relationship = self._app.repository.get(relationship_id(customer_id))
+        except AggregateNotFoundError:
+            raise StoreError(f"the ledger holds no customer {customer_id!r}") from None
+        personal.check_stream(customer_id, relationship.kid)
+        kid = personal.keys.erase(customer_id)
+        try:
+            sealed = not relationship.erased and self.seal([event]).sealed == 1
+        except CxlError as exc:
+            raise ErasureIncompleteError(customer_id, exc) from exc
+        return Forgetting(kid, sealed)
 
     def _seal_instant(self, tx: SealingTransaction) -> datetime:
         """Now, or the store's last seal instant if this clock is behind it: never earlier."""
@@ -549,6 +704,11 @@ class LedgerStore:
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
 
+    def checkpoint_through(self, position: int) -> tuple[int, bytes]:
+        """(tree size, root) of the ledger up to ``position``: the sealed events at or before it
+        are the first leaves of the Merkle tree."""
+        return self.tree_root(self.recorder.sealed_through(position))
+
     def rows(self, start: int = 1, *, page: int = 5000) -> Iterator[list[StoredRow]]:
         """Every stored row, whatever its topic, in ledger order: what ``cxl verify`` reads."""
         while rows := self.recorder.rows(start, page):
@@ -572,14 +732,15 @@ class LedgerStore:
             ]
 
     def read_states(
-        self, start: int = 1, *, page: int = 5000
+        self, start: int = 1, *, stop: int | None = None, page: int = 5000
     ) -> Iterator[tuple[list[int], list[bytes]]]:
-        """Pages of (positions, stored JSON states) of sealed events, in ledger order.
+        """Pages of (positions, stored JSON states) of sealed events, in ledger order, up to
+        position ``stop`` (inclusive) when given.
 
         For bulk readers that parse the JSON elsewhere (the projections hand it to DuckDB): no
         per-event decoding in Python.
         """
-        for notifications in self._pages(start, None, page):
+        for notifications in self._pages(start, stop, page):
             yield [n.id for n in notifications], [n.state for n in notifications]
 
     def _pages(self, start: int, stop: int | None, page: int) -> Iterator[Sequence[Notification]]:
@@ -602,6 +763,22 @@ class LedgerStore:
             for s in stored
             if s.topic == SEALED_TOPIC
         ]
+
+
+def _grown_tree(
+    tx: SealingTransaction, sealed: list[tuple[str, str]]
+) -> list[tuple[int, int, bytes, str]]:
+    """The Merkle tree rows that appending ``sealed`` (event_id, seal hash), in ledger order,
+    adds: each leaf with its event id, and every full subtree it completes."""
+    if not sealed:
+        return []
+    size, edge = tx.tree_edge()
+    builder = TreeBuilder(size, edge)
+    rows: list[tuple[int, int, bytes, str]] = []
+    for event_id, hash_ in sealed:
+        for level, index, digest in builder.append(leaf_hash(bytes.fromhex(hash_))):
+            rows.append((level, index, digest, event_id if level == 0 else ""))
+    return rows
 
 
 def _decode(position: int, stream_id: Any, version: int, state: bytes) -> SealedEvent:

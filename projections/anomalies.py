@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-from projections.promise_fold import EPSILON
+from projections.promise_fold import EPSILON, VISIBLE
 
 ANOMALIES = f"""
-WITH ev AS (SELECT * FROM promise_events WHERE occurred_at <= $as_of),
+WITH ev AS (SELECT * FROM promise_events WHERE {VISIBLE}),
 made AS (SELECT DISTINCT customer_id, promise_id FROM ev WHERE type = 'promise.made'),
 broken AS (
     SELECT customer_id, promise_id, min(occurred_at) AS broken_at FROM ev
@@ -33,7 +33,7 @@ GROUP BY ALL
 UNION ALL
 SELECT 'complaint about unknown promise', c.customer_id, c.complaint_id, min(c.occurred_at)
 FROM (SELECT customer_id, complaint_id, occurred_at, unnest(promise_ids) AS promise_id
-      FROM complaint_events WHERE type = 'complaint.filed' AND occurred_at <= $as_of) c
+      FROM complaint_events WHERE type = 'complaint.filed' AND {VISIBLE}) c
 WHERE NOT EXISTS (SELECT 1 FROM made m WHERE m.customer_id = c.customer_id AND m.promise_id = c.promise_id)
 GROUP BY ALL
 """

@@ -7,10 +7,11 @@ from typing import Any
 
 import duckdb
 
+from projections.promise_fold import VISIBLE, horizon
 from projections.trust_gap import promise_rows_sql
 
 COMPLAINTS = """
-WITH ev AS (SELECT * FROM complaint_events WHERE occurred_at <= $as_of),
+WITH ev AS (SELECT * FROM complaint_events WHERE {visible}),
 filed AS (
     SELECT customer_id, complaint_id, occurred_at AS filed_at, channel, category, severity, promise_ids
     FROM ev WHERE type = 'complaint.filed'
@@ -46,20 +47,22 @@ LEFT JOIN linked l USING (customer_id, complaint_id)
 """
 
 
-def complaints_sql(con: duckdb.DuckDBPyConnection, as_of: datetime) -> str:
-    return COMPLAINTS.format(promises=promise_rows_sql(con, as_of))
+def complaints_sql(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, known_at: datetime | None = None
+) -> str:
+    return COMPLAINTS.format(promises=promise_rows_sql(con, as_of, known_at), visible=VISIBLE)
 
 
-def complaint_summary(con: duckdb.DuckDBPyConnection, as_of: datetime) -> dict[str, Any]:
-    row = con.execute(
-        f"""SELECT count(*) AS complaints,
+def complaint_summary(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, known_at: datetime | None = None
+) -> dict[str, Any]:
+    sql = f"""SELECT count(*) AS complaints,
                    count(acknowledged_at) AS acknowledged,
                    count(resolved_at) AS resolved,
                    round(median(hours_to_acknowledge), 2) AS median_hours_to_acknowledge,
                    round(median(hours_to_resolve), 2) AS median_hours_to_resolve,
                    round(avg(linked_to_broken_promise::INTEGER), 4) AS share_linked_to_broken
-            FROM ({complaints_sql(con, as_of)}) c""",
-        {"as_of": as_of},
-    )
+            FROM ({complaints_sql(con, as_of, known_at)}) c"""
+    row = con.execute(sql, horizon(sql, as_of, known_at))
     names = [d[0] for d in row.description]
     return dict(zip(names, row.fetchone() or (), strict=True))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from projections.promise_fold import VISIBLE
+
 WINDOW_SECONDS = 30 * 86400
 
 CONTACT_PRESSURE = f"""
@@ -10,6 +12,6 @@ SELECT customer_id,
        count(*) FILTER (WHERE direction = 'inbound') AS inbound,
        count(*) FILTER (WHERE direction = 'outbound') AS outbound,
        round(avg(automated::INTEGER), 4) AS automated_share
-FROM touchpoints WHERE occurred_at <= $as_of
+FROM touchpoints WHERE {VISIBLE}
 GROUP BY ALL
 """

@@ -15,3 +15,10 @@ class QueryError(ConfigError):
 
 class ProtectedTargetError(ConfigError):
     """An output target is (or would overwrite) the ledger store or the live projections."""
+
+
+class ProjectionsDifferError(CxlError):
+    """Projections (an export or a replay file) are not what the ledger rebuilds: a file, a
+    table or the ledger they were built from changed since."""
+
+    exit_code = 4

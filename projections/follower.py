@@ -71,18 +71,18 @@ _FACTS = {
         "starts_with(s.body.type, 'promise.')",
         "position, s.body.customer_id, s.body.data.promise_id, s.body.type, s.body.occurred_at, "
         "s.body.data.made_by, s.body.data.channel, s.body.data.kind, s.body.data.due_at, s.body.data.weight, "
-        "s.body.data.fraction, s.body.data.new_due_at, s.body.data.agreed_by_customer",
+        "s.body.data.fraction, s.body.data.new_due_at, s.body.data.agreed_by_customer, s.recorded_at",
     ),
     "complaint_events": (
         "starts_with(s.body.type, 'complaint.')",
         "position, s.body.customer_id, s.body.data.complaint_id, s.body.type, s.body.occurred_at, "
         "s.body.data.channel, s.body.data.category, s.body.data.severity, s.body.data.promise_ids, "
-        "s.body.data.customer_satisfied",
+        "s.body.data.customer_satisfied, s.recorded_at",
     ),
     "touchpoints": (
         "starts_with(s.body.type, 'touchpoint.')",
         "position, s.body.customer_id, s.body.occurred_at, s.body.data.channel, s.body.data.direction, "
-        "s.body.data.automated, s.body.data.purpose, s.body.data.duration_s",
+        "s.body.data.automated, s.body.data.purpose, s.body.data.duration_s, s.recorded_at",
     ),
 }
 
@@ -109,6 +109,7 @@ def apply_states(
     last_position: int,
     as_of: datetime | None = None,
     *,
+    known_at: datetime | None = None,
     first_hash: str | None = None,
 ) -> int:
     """Apply sealed events (their stored JSON) and record ``last_position``, in one transaction.
@@ -128,12 +129,16 @@ def apply_states(
                 }
             ),
         )
-        cutoff = "" if as_of is None else " WHERE s.body.occurred_at <= $as_of"
+        limits = {"as_of": as_of, "known_at": known_at}
+        wanted = {k: v for k, v in limits.items() if v is not None}
+        cutoff = " AND ".join(
+            f"s.{'body.occurred_at' if k == 'as_of' else 'recorded_at'} <= ${k}" for k in wanted
+        )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE staged AS SELECT * FROM "
             f"(SELECT position, from_json(decode(state), '{json.dumps(_STATE_SHAPE)}') AS s FROM incoming)"
-            f"{cutoff}",
-            {"as_of": as_of} if as_of is not None else None,
+            f"{' WHERE ' + cutoff if cutoff else ''}",
+            wanted or None,
         )
         con.unregister("incoming")
         for table, (where, columns) in _FACTS.items():
@@ -154,11 +159,11 @@ def apply_states(
 
 
 def _batches(
-    store: LedgerStore, start: int, batch_events: int
+    store: LedgerStore, start: int, stop: int | None, batch_events: int
 ) -> Iterator[tuple[list[int], list[bytes]]]:
     positions: list[int] = []
     states: list[bytes] = []
-    for page_positions, page_states in store.read_states(start, page=10_000):
+    for page_positions, page_states in store.read_states(start, stop=stop, page=10_000):
         positions += page_positions
         states += page_states
         if len(positions) >= batch_events:
@@ -173,28 +178,38 @@ def catch_up(
     store: LedgerStore,
     *,
     as_of: datetime | None = None,
+    known_at: datetime | None = None,
+    through: int | None = None,
     batch_events: int = 100_000,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Apply everything sealed after the recorded position; returns the number of events applied.
 
     With ``as_of``, events that occurred after it are passed over (the position still advances), so
-    the result is the projection as an auditor would have seen the world at that instant. The next
+    the result is the projection as an auditor would have seen the world at that instant; with
+    ``known_at``, so are events sealed after it (what the ledger knew then). ``through`` stops at
+    that ledger position (a rebuild of a file that was made up to it). The next
     batch is read from the store while DuckDB applies the current one (both release the GIL).
     """
     mark = recorded_mark(con)
     start = mark.position + 1
-    target = store.max_position()
+    target = store.max_position() if through is None else through
     first_hash = mark.first_hash or first_event_hash(store)
     applied = 0
-    batches = _batches(store, start, batch_events)
+    batches = _batches(store, start, through, batch_events)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-reader") as reader:
         upcoming = reader.submit(next, batches, None)
         while (batch := upcoming.result()) is not None:
             upcoming = reader.submit(next, batches, None)
             positions, states = batch
             applied += apply_states(
-                con, positions, states, positions[-1], as_of, first_hash=first_hash
+                con,
+                positions,
+                states,
+                positions[-1],
+                as_of,
+                known_at=known_at,
+                first_hash=first_hash,
             )
             if on_progress is not None:
                 on_progress(positions[-1], target)

@@ -13,7 +13,8 @@ from ledger.errors import ConfigError
 from ledger.store import LedgerStore
 from projections.follower import catch_up
 from projections.ledger_binding import ledger_mismatch
-from projections.schema import clear, connect, holds_personal_text
+from projections.manifest import build_manifest, store_manifest
+from projections.schema import clear, connect, outdated
 from projections.targets import refuse_protected, replaced_on_success, store_files
 from projections.views import create_views
 
@@ -30,9 +31,10 @@ def open_caught_up(
     ``ledger_binding``), they are emptied and rebuilt from ``store`` instead of caught up, and
     ``on_rebuild`` is told why in one line. Stale figures are never served, no event is skipped.
     """
-    if holds_personal_text(path):
+    reason = outdated(path)
+    if reason is not None:
         if on_rebuild is not None:
-            on_rebuild(f"{path} was built by an earlier cx-ledger and holds personal text")
+            on_rebuild(reason)
         for stale in (path, path.with_name(path.name + ".wal")):
             stale.unlink(missing_ok=True)
     con = connect(path)
@@ -55,11 +57,13 @@ def replay(
     as_of: datetime,
     to: Path,
     *,
+    known_at: datetime | None = None,
     overwrite: bool = False,
     protected: Sequence[Path] = (),
     on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Build every projection into ``to`` from the events that occurred by ``as_of``.
+    """Build every projection into ``to`` from the events that occurred by ``as_of`` (and were
+    sealed by ``known_at``, when given: what the ledger knew then).
 
     ``to`` may not be the ledger store or any ``protected`` file (the live projections). The file
     is built under a temporary name beside ``to`` and renamed onto it only when complete: a failed
@@ -71,12 +75,14 @@ def replay(
     with replaced_on_success(to) as building:
         con = connect(building)
         try:
-            applied = catch_up(con, store, as_of=as_of, on_progress=on_progress)
+            applied = catch_up(con, store, as_of=as_of, known_at=known_at, on_progress=on_progress)
             create_views(con, as_of)
             con.execute(
-                "CREATE TABLE replay_info AS SELECT ?::TIMESTAMPTZ AS as_of, now() AS built_at",
-                [as_of],
+                "CREATE TABLE replay_info AS SELECT ?::TIMESTAMPTZ AS as_of, "
+                "?::TIMESTAMPTZ AS known_at, now() AS built_at",
+                [as_of, known_at],
             )
+            store_manifest(con, build_manifest(con, store, as_of=as_of, known_at=known_at))
         finally:
             con.close()
     return applied

@@ -17,7 +17,28 @@ sums do not depend on the order DuckDB happens to add them in.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 EPSILON = 1e-9
+UNBOUNDED = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""``known_at`` when none is asked for: every sealed event is known."""
+
+
+def horizon(sql: str, as_of: datetime, known_at: datetime | None = None) -> dict[str, datetime]:
+    """The parameters ``sql`` uses of ``$as_of`` (events that occurred by then) and ``$known_at``
+    (events the ledger had sealed by then; all of them when None)."""
+    values = {"as_of": as_of, "known_at": known_at or UNBOUNDED}
+    return {name: value for name, value in values.items() if f"${name}" in sql}
+
+
+def visible(alias: str = "") -> str:
+    """An event counts as of ``$as_of`` when it occurred by then and was known (sealed) by
+    ``$known_at``: every projection filters its facts with this one predicate."""
+    prefix = f"{alias}." if alias else ""
+    return f"({prefix}occurred_at <= $as_of AND {prefix}recorded_at <= $known_at)"
+
+
+VISIBLE = visible()
 
 FOLD = """
 WITH ev AS ({source}),
@@ -124,6 +145,27 @@ FROM (
     FROM ({{rows}}) base
 ) p
 """
+
+
+AS_KNOWN = """
+WITH late AS (
+    SELECT DISTINCT customer_id, promise_id FROM promise_events WHERE NOT {visible}
+)
+SELECT * FROM promises ANTI JOIN late USING (customer_id, promise_id)
+UNION ALL BY NAME
+SELECT * FROM ({refold})
+"""
+
+
+def as_known_sql() -> str:
+    """Folded promise rows as of ``$as_of`` / ``$known_at``: the stored fold, with the promises
+    that have an event not yet visible then refolded from their visible events (few, in the
+    ordinary case: a promise made after the instant simply has no row)."""
+    refold = fold_sql(
+        "SELECT e.* FROM promise_events e SEMI JOIN late USING (customer_id, promise_id) "
+        f"WHERE {VISIBLE}"
+    )
+    return AS_KNOWN.format(visible=VISIBLE, refold=refold)
 
 
 def fold_sql(source: str) -> str:

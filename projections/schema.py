@@ -26,17 +26,18 @@ FACT_TABLES = {
         position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, promise_id VARCHAR NOT NULL,
         type VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL, made_by VARCHAR, channel VARCHAR,
         kind VARCHAR, due_at TIMESTAMPTZ, weight DOUBLE, fraction DOUBLE, new_due_at TIMESTAMPTZ,
-        agreed_by_customer BOOLEAN
+        agreed_by_customer BOOLEAN, recorded_at TIMESTAMPTZ NOT NULL
     """,
     "complaint_events": """
         position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, complaint_id VARCHAR NOT NULL,
         type VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL, channel VARCHAR, category VARCHAR,
-        severity INTEGER, promise_ids VARCHAR[], customer_satisfied BOOLEAN
+        severity INTEGER, promise_ids VARCHAR[], customer_satisfied BOOLEAN,
+        recorded_at TIMESTAMPTZ NOT NULL
     """,
     "touchpoints": """
         position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL,
         channel VARCHAR NOT NULL, direction VARCHAR NOT NULL, automated BOOLEAN NOT NULL,
-        purpose VARCHAR NOT NULL, duration_s DOUBLE
+        purpose VARCHAR NOT NULL, duration_s DOUBLE, recorded_at TIMESTAMPTZ NOT NULL
     """,
 }
 
@@ -76,21 +77,27 @@ PERSONAL_COLUMNS = ("reason", "resolution", "outcome")
 """Columns of personal text that projections made before crypto-shredding held."""
 
 
-def holds_personal_text(path: Path) -> bool:
-    """Whether the projections file at ``path`` was built by an earlier cx-ledger that copied
-    personal text into it (such a file must be deleted, not altered: DuckDB may keep old blocks)."""
+def outdated(path: Path) -> str | None:
+    """Why the projections file at ``path``, built by an earlier cx-ledger, must be deleted and
+    rebuilt rather than caught up (None when it need not): it copied personal text into its
+    tables (which DuckDB may keep in old blocks, so it is deleted, not altered), or its fact
+    tables lack ``recorded_at`` (what the ledger knew when: ``--known-at``)."""
     if not path.is_file():
-        return False
+        return None
     con = connect(path, read_only=True)
     try:
-        row = con.execute(
-            "SELECT count(*) FROM information_schema.columns WHERE table_name IN "
-            "('promise_events', 'complaint_events', 'touchpoints') AND column_name IN "
-            f"({', '.join(repr(c) for c in PERSONAL_COLUMNS)})"
-        ).fetchone()
+        columns = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_name IN "
+            "('promise_events', 'complaint_events', 'touchpoints')"
+        ).fetchall()
     finally:
         con.close()
-    return bool(row and row[0])
+    if any(column in PERSONAL_COLUMNS for _, column in columns):
+        return f"{path} was built by an earlier cx-ledger and holds personal text"
+    tables = {table for table, _ in columns}
+    if tables and tables != {table for table, column in columns if column == "recorded_at"}:
+        return f"{path} was built by an earlier cx-ledger, without recorded_at"
+    return None
 
 
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:

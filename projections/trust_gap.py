@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 
 from ledger.errors import ConfigError
-from projections.promise_fold import classify_sql, fold_sql, measures_sql
+from projections.promise_fold import as_known_sql, classify_sql, horizon, measures_sql
 
 DIMENSIONS = {
     "made_by": "made_by",
@@ -34,27 +34,40 @@ def parse_dimensions(by: str | None) -> list[str]:
     return list(dict.fromkeys(dims))
 
 
-def promise_rows_sql(con: duckdb.DuckDBPyConnection, as_of: datetime) -> str:
-    """Folded promise rows as of ``$as_of``: the stored fold when nothing projected is later."""
-    latest = con.execute("SELECT max(occurred_at) FROM promise_events").fetchone()
-    if latest is None or latest[0] is None or latest[0] <= as_of:
+def promise_rows_sql(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, known_at: datetime | None = None
+) -> str:
+    """Folded promise rows as of ``$as_of`` / ``$known_at``: the stored fold itself when every
+    projected event is visible then (the fast path of ``gap`` on a large ledger)."""
+    row = con.execute("SELECT max(occurred_at), max(recorded_at) FROM promise_events").fetchone()
+    if (
+        row is None
+        or row[0] is None
+        or (row[0] <= as_of and (known_at is None or row[1] <= known_at))
+    ):
         return "SELECT * FROM promises"
-    return fold_sql("SELECT * FROM promise_events WHERE occurred_at <= $as_of")
+    return as_known_sql()
 
 
-def classified_promises_sql(con: duckdb.DuckDBPyConnection, as_of: datetime) -> str:
-    return classify_sql(promise_rows_sql(con, as_of))
+def classified_promises_sql(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, known_at: datetime | None = None
+) -> str:
+    return classify_sql(promise_rows_sql(con, as_of, known_at))
 
 
 def trust_gap(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, by: list[str]
+    con: duckdb.DuckDBPyConnection,
+    as_of: datetime,
+    by: list[str],
+    known_at: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of group keys plus weighted made/due/kept/broken/overdue/pending sums and the gap.
+    """Rows of group keys plus weighted made/due/kept/broken/overdue/pending sums and the gap, as
+    of ``as_of`` and, for an auditor, as the ledger knew it at ``known_at``.
 
     With no dimensions, exactly one row. ``trust_gap`` is ``None`` where nothing is due.
     """
     keys = "".join(f"{DIMENSIONS[d]} AS {d}, " for d in by)
-    grouped = measures_sql(promise_rows_sql(con, as_of), keys)
+    grouped = measures_sql(promise_rows_sql(con, as_of, known_at), keys)
     if by:
         grouped += f" GROUP BY {', '.join(DIMENSIONS[d] for d in by)}"
     shown = "".join(f"{PRESENTATION.get(d, d)} AS {d}, " for d in by)
@@ -65,6 +78,6 @@ def trust_gap(
     )
     if by:
         sql += f" ORDER BY {', '.join(by)}"
-    cursor = con.execute(sql, {"as_of": as_of})
+    cursor = con.execute(sql, horizon(sql, as_of, known_at))
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -44,13 +44,16 @@ def settings(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Settings]:
         events_topic=f"t-{suffix}.events",
         ledger_topic=f"t-{suffix}.ledger",
         dlq_topic=f"t-{suffix}.dlq",
+        checkpoints_topic=f"t-{suffix}.checkpoints",
         partitions=3,
         batch_size=500,
         kafka_timeout_s=10,
         kek_file=tmp_path / "kek",
     )
     yield s
-    delete_topics(kafka_bootstrap, [s.events_topic, s.ledger_topic, s.dlq_topic], 10)
+    delete_topics(
+        kafka_bootstrap, [s.events_topic, s.ledger_topic, s.dlq_topic, s.checkpoints_topic], 10
+    )
 
 
 @pytest.fixture
@@ -81,6 +84,8 @@ def cxl_env(settings: Settings, **extra: str) -> dict[str, str]:
         CXL_EVENTS_TOPIC=settings.events_topic,
         CXL_LEDGER_TOPIC=settings.ledger_topic,
         CXL_DLQ_TOPIC=settings.dlq_topic,
+        CXL_CHECKPOINTS_TOPIC=settings.checkpoints_topic,
+        CXL_CHECKPOINT_EVERY=str(settings.checkpoint_every),
         CXL_PARTITIONS=str(settings.partitions),
         CXL_BATCH_SIZE=str(settings.batch_size),
         # The key-encryption key beside the test's home, not in the user's ~/.config.
@@ -90,6 +95,8 @@ def cxl_env(settings: Settings, **extra: str) -> dict[str, str]:
         env["CXL_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
     if settings.store:
         env["CXL_STORE"] = settings.store
+    if settings.key_store:
+        env["CXL_KEY_STORE"] = str(settings.key_store)
     env.update(extra)
     return env
 

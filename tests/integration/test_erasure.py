@@ -192,7 +192,7 @@ def test_forget_is_idempotent_and_refuses_an_unknown_customer(tmp_path: Path) ->
     assert bad.returncode == 2 and bad.stderr.startswith("error: --reason: control characters")
     assert run_cxl(["forget", "c1", "--reason", "ticket 7"], env).returncode == 0
     second = run_cxl(["forget", "c1", "--reason", "ticket 7"], env)
-    assert second.returncode == 0 and "already erased" in second.stdout
+    assert second.returncode == 0 and "was already sealed" in second.stdout
     assert run_cxl(["verify"], env).stdout.startswith("ok 2 events, 1 customers")
 
 

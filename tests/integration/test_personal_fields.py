@@ -36,6 +36,12 @@ def _writer(root: Path, name: str = "ledger.sqlite") -> LedgerStore:
     return LedgerStore(str(root / name), personal=PersonalCipher(keys))
 
 
+def _write_kek(path: Path, content: bytes) -> None:
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.write_bytes(content)
+
+
 def test_personal_fields_are_sealed_as_ciphertext_bound_to_their_event(tmp_path: Path) -> None:
     event = valid("complaint.filed", customer_id="c1", text="my card number is 4111")
     with _writer(tmp_path) as store:
@@ -86,17 +92,17 @@ def test_a_missing_or_wrong_key_encryption_key_stops_with_a_clear_error(tmp_path
         )
     assert not (tmp_path / "kek").exists()  # never silently replaced by a new one
 
-    (tmp_path / "kek").write_text(base64.b64encode(b"\x01" * 32).decode() + "\n")
+    _write_kek(tmp_path / "kek", base64.b64encode(b"\x01" * 32) + b"\n")
     wrong = run_cxl(["history", "c1", "--with-text"], env)
     assert wrong.returncode == 7 and "is not the one the key store" in wrong.stderr
-    (tmp_path / "kek").write_text("not a key\n")
+    _write_kek(tmp_path / "kek", b"not a key\n")
     garbage = run_cxl(["ingest", str(history)], env)
     assert garbage.returncode == 7 and "is not a key-encryption key" in garbage.stderr
 
     # Reading figures and verifying need no key at all.
     assert run_cxl(["verify"], env).returncode == 0
     assert run_cxl(["gap"], env).returncode == 0
-    (tmp_path / "kek").write_bytes(kek)
+    _write_kek(tmp_path / "kek", kek)
     shown = run_cxl(["history", "c1", "--with-text"], env)
     assert shown.returncode == 0 and "hello" in shown.stdout
 
@@ -119,8 +125,7 @@ def test_a_key_row_moved_to_another_customer_does_not_unwrap(tmp_path: Path) -> 
 def test_a_writer_that_missed_the_erasure_refuses_the_customer(tmp_path: Path) -> None:
     with _writer(tmp_path) as early, _writer(tmp_path) as late:
         early.seal([valid("complaint.filed", customer_id="c1", text="first")])
-        assert late.seal_erasure("c1", "ticket 9")
-        late.keys.erase("c1")
+        assert late.forget("c1", "ticket 9").sealed
         report = early.seal([valid("complaint.filed", customer_id="c1", text="second")])
         assert (report.sealed, report.erased) == (0, 1)
         assert [e.type for e in early.stream("c1")] == ["complaint.filed", "customer.erased"]
@@ -182,8 +187,7 @@ def test_any_mix_of_erasures_keeps_the_gap_of_a_ledger_without_texts(
         assert gap(store, "p.duckdb") == expected
         for customer in sorted(erase):
             if store.stream(f"c{customer}"):
-                store.seal_erasure(f"c{customer}", "property test")
-                store.keys.erase(f"c{customer}")
+                store.forget(f"c{customer}", "property test")
         assert gap(store, "p.duckdb") == expected
         assert verify_chains(store).events == len(events) + sum(
             1 for c in erase if any(e["customer_id"] == f"c{c}" for e in events)
@@ -223,7 +227,7 @@ def test_the_sealing_digest_is_the_one_verify_recomputes_from_stored_bytes(tmp_p
     with _writer(tmp_path) as store:
         cipher = store._personal
         assert cipher is not None
-        cipher.prepare({"c1", "c2"})
+        cipher.provide({"c1": None, "c2": None})
         for event in (
             valid("promise.made", customer_id="c1", promise_id=tricky, description=tricky),
             valid("complaint.resolved", customer_id="c1", resolution="r" * 4000),

@@ -15,7 +15,7 @@ from ledger.contract import parse_event
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections.live import open_caught_up
-from projections.report import OUTCOME_COLOURS, write_report
+from projections.report import OUTCOME_COLOURS, provenance, write_report
 from tests.events import raw
 from tests.integration.conftest import cxl_env, run_cxl
 from tests.integration.projection_helpers import at
@@ -53,9 +53,22 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
             [parse_event(raw(e), "t") for e in HistoryGenerator(customers=300, seed=3).events()]
         )
         con = open_caught_up(root / "p.duckdb", store)
-        write_report(con, at("2026-10-01T00:00:00Z"), root / "report.html")
+        source = provenance(con, store, "verified by the test")
+        write_report(con, at("2026-10-01T00:00:00Z"), root / "report.html", source=source)
         con.close()
     return root / "report.html"
+
+
+def test_the_report_says_what_it_reflects_and_marks_unsettled_months(report: Path) -> None:
+    text = report.read_text()
+    header = text[text.index("<dl class='provenance'>") : text.index("</dl>")]
+    for stated in ("as of", "known at", "ledger range", "checkpoint root", "verified by the test"):
+        assert stated in header, stated
+    assert "cx-ledger/" in header and "sealed events" in header
+    over_time = text[text.index("id='gap-over-time'") : text.index("id='kept-late'")]
+    assert "2026-10" in over_time and "incomplete (month not over)" in over_time
+    assert "<th>due</th>" in over_time
+    assert "id='anomalies'" in text
 
 
 def test_the_report_is_self_contained(report: Path) -> None:
@@ -81,8 +94,11 @@ def test_every_chart_is_drawn_in_a_real_browser(report: Path, tmp_path: Path) ->
     ).stdout
     for chart in (
         "gap-over-time",
+        "kept-late",
         "gap-by-team",
+        "gap-by-kind",
         "gap-by-channel",
+        "anomalies",
         "outcomes",
         "complaints",
         "contact-pressure",

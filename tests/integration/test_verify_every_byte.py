@@ -233,7 +233,7 @@ def test_a_writer_refuses_a_store_whose_event_id_index_lost_rows(tmp_path: Path)
         store.seal([event])
     with sqlite3.connect(path) as conn:
         conn.execute("DELETE FROM cxl_event_ids")
-    with pytest.raises(LedgerTamperedError, match="0 rows for 1 sealed events"):
+    with pytest.raises(LedgerTamperedError, match="0 event-id rows for 1 sealed events"):
         LedgerStore(str(path))
     with LedgerStore(str(path), read_only=True) as store:
         assert sum(len(page) for page in store.read()) == 1

@@ -1,0 +1,214 @@
+"""``cxl checkpoint`` and ``cxl proof``, and the checkpoint half of ``cxl verify``: what an auditor
+keeps, and what proves the ledger against it."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from cxl.analytics import settings_of
+from cxl.output import out
+from cxl.store_access import open_store
+from ledger.checkpoint import Checkpoint, CheckpointSigner, open_note, verifier_key
+from ledger.errors import CheckpointError, ConfigError, LedgerTamperedError, StoreError
+from ledger.merkle import inclusion_path, leaf_hash, verify_inclusion
+from ledger.settings import Settings
+from ledger.store import LedgerStore
+
+_NOTE_LIMIT = 64 * 1024
+
+CheckpointOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint", help="A signed checkpoint file (`cxl checkpoint`) to prove against."
+    ),
+]
+PublicKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--public-key",
+        help="Verifier key (name+id+key), or a file holding one; default: the public half of "
+        "CXL_CHECKPOINT_KEY.",
+    ),
+]
+
+
+def signed_checkpoint(store: LedgerStore, signer: CheckpointSigner) -> tuple[Checkpoint, str]:
+    """The checkpoint of the store's tree as it is now, and its signed note."""
+    size, root = store.tree_root()
+    checkpoint = Checkpoint(store.origin, size, root)
+    return checkpoint, signer.sign(checkpoint)
+
+
+def read_checkpoint(
+    settings: Settings, store: LedgerStore, path: Path, public_key: str | None
+) -> Checkpoint:
+    """The checkpoint in ``path`` once its signature is checked with ``public_key`` (or the
+    ledger's own signing key); ``CheckpointError`` or ``ConfigError`` naming what is wrong."""
+    text = _read_small(path, "--checkpoint")
+    if public_key is None:
+        # The note's own origin names the key: a checkpoint of another ledger signed with this
+        # key then verifies, and is refused for what it is (another ledger's), not as forged.
+        signer = CheckpointSigner(settings.checkpoint_key_path, create=False)
+        verifier = signer.verifier_key(text.split("\n", 1)[0] or store.origin)
+    elif Path(public_key).is_file():
+        verifier = _read_small(Path(public_key), "--public-key")
+    else:
+        verifier = public_key
+    try:
+        return open_note(text, verifier)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def _read_small(path: Path, flag: str) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{flag} {path}: not a regular file")
+        raw = handle.read(_NOTE_LIMIT + 1)
+    if len(raw) > _NOTE_LIMIT:
+        raise CheckpointError(f"{flag} {path}: larger than {_NOTE_LIMIT:,} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{flag} {path}: not UTF-8 text") from None
+
+
+def _write_note(target: Path, note: str) -> None:
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with temporary.open("x", encoding="utf-8") as handle:
+            handle.write(note)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise ConfigError(f"--to {target}: {exc.strerror or exc}") from exc
+
+
+def inclusion_proof(
+    store: LedgerStore, event_id: str, checkpoint: Checkpoint | None
+) -> dict[str, Any]:
+    """The RFC 9162 inclusion proof of a sealed event in the tree of ``checkpoint`` (or of the
+    whole ledger now), checked before it is returned."""
+    leaf = store.recorder.leaf_of(event_id)
+    if leaf is None:
+        raise StoreError(f"the ledger holds no sealed event {event_id!r}")
+    if checkpoint is not None and checkpoint.origin != store.origin:
+        raise CheckpointError(
+            f"the checkpoint is of ledger {checkpoint.origin!r}, this one is {store.origin!r}"
+        )
+    size, root = store.tree_root(None if checkpoint is None else checkpoint.size)
+    if checkpoint is not None:
+        if leaf >= checkpoint.size:
+            raise StoreError(
+                f"event {event_id} was sealed after the checkpoint (leaf {leaf:,}; the checkpoint "
+                f"covers {checkpoint.size:,})"
+            )
+        if root != checkpoint.root:
+            raise LedgerTamperedError(
+                None,
+                f"the ledger's first {checkpoint.size:,} events are not those the checkpoint "
+                "signed (run `cxl verify --checkpoint`)",
+                place="checkpoint",
+            )
+    sealed = next(
+        (e for e in store.stream(_customer_of(store, event_id)) if e.event_id == event_id), None
+    )
+    if sealed is None:
+        raise StoreError(f"the ledger holds no sealed event {event_id!r}")
+    path = inclusion_path(store.tree_node, leaf, size)
+    leaf_digest = leaf_hash(bytes.fromhex(sealed.hash))
+    if not verify_inclusion(leaf_digest, leaf, size, path, root):
+        raise LedgerTamperedError(
+            None,
+            f"event {event_id} is not at leaf {leaf:,} of the Merkle tree (run `cxl verify`)",
+            place="Merkle tree",
+        )
+    return {
+        "origin": store.origin,
+        "event_id": event_id,
+        "customer_id": sealed.customer_id,
+        "seq": sealed.seq,
+        "seal_hash": sealed.hash,
+        "leaf_index": leaf,
+        "tree_size": size,
+        "leaf_hash": _b64(leaf_digest),
+        "root_hash": _b64(root),
+        "inclusion_path": [_b64(h) for h in path],
+    }
+
+
+def _customer_of(store: LedgerStore, event_id: str) -> str:
+    customer_id = store.recorder.customer_of(event_id)
+    if customer_id is None:
+        raise StoreError(f"the ledger holds no sealed event {event_id!r}")
+    return customer_id
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def checkpoint(
+        ctx: typer.Context,
+        to: Annotated[
+            Path | None,
+            typer.Option(
+                "--to", help="File to write; default HOME/checkpoints/checkpoint-<size>.txt."
+            ),
+        ] = None,
+        key: Annotated[
+            Path | None,
+            typer.Option("--key", help="Signing key to use instead of CXL_CHECKPOINT_KEY."),
+        ] = None,
+        public_key: Annotated[
+            bool, typer.Option("--public-key", help="Also print the verifier key.")
+        ] = False,
+    ) -> None:
+        """Sign a checkpoint of the ledger (size and Merkle root); its path is the last line."""
+        settings = settings_of(ctx)
+        signer = CheckpointSigner(key or settings.checkpoint_key_path)
+        with open_store(settings, read_only=True) as store:
+            point, note = signed_checkpoint(store, signer)
+        target = to or settings.home / "checkpoints" / f"checkpoint-{point.size}.txt"
+        _write_note(target, note)
+        out.print(f"checkpoint of {point.size:,} events, root {_b64(point.root)}")
+        if public_key:
+            out.print(verifier_key(point.origin, signer.public))
+        out.print(str(target))
+
+    @app.command()
+    def proof(
+        ctx: typer.Context,
+        event_id: Annotated[str, typer.Argument(help="The sealed event to prove.")],
+        checkpoint_file: CheckpointOption = None,
+        public_key: PublicKeyOption = None,
+    ) -> None:
+        """Print the inclusion proof of a sealed event (JSON), in a checkpoint's tree or today's."""
+        settings = settings_of(ctx)
+        with open_store(settings, read_only=True) as store:
+            point = (
+                None
+                if checkpoint_file is None
+                else read_checkpoint(settings, store, checkpoint_file, public_key)
+            )
+            result = inclusion_proof(store, event_id, point)
+        if checkpoint_file is not None:
+            result["checkpoint"] = _read_small(checkpoint_file, "--checkpoint")
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
