@@ -13,7 +13,8 @@ any hash without our code and no library upgrade can change a sealed event's byt
 
 orjson writes exactly the JCS bytes for most of our values and is ~20x faster than a pure-Python
 JCS encoder, so it is used whenever every number in the value is one on which the two agree
-(integers below 2^53 and non-integral floats in [1e-5, 1e15]); anything else goes through the
+(integers below 2^53 and non-integral floats in [1e-5, 1e15]) and every object key is ASCII;
+anything else goes through the
 ``rfc8785`` reference implementation. A test compares the two on generated values.
 """
 
@@ -40,6 +41,10 @@ def _orjson_agrees(value: Any) -> bool:
         if kind is str or kind is bool or item is None:
             continue
         if kind is dict:
+            # orjson sorts keys by code point, RFC 8785 by UTF-16 unit: they differ only beyond
+            # ASCII (U+E000… against a surrogate pair), and every key of the contract is ASCII.
+            if not all(map(str.isascii, item)):
+                return False
             stack.extend(item.values())
         elif kind is list:
             stack.extend(item)

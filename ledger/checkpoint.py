@@ -23,8 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +31,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ledger.errors import CheckpointError
+from ledger.private_files import create_private, read_private
 
 ORIGIN_PREFIX = "cx-ledger/"
 _ED25519 = b"\x01"
 _KEY_FILE_LIMIT = 4096
+_SIGNING_KEY = "the checkpoint signing key"
 
 
 def key_id(name: str, public: bytes) -> bytes:
@@ -84,61 +84,30 @@ class CheckpointSigner:
         )
 
     def _load(self, create: bool) -> Ed25519PrivateKey:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
-        except FileNotFoundError:
+        pem = read_private(self.path, _KEY_FILE_LIMIT, _SIGNING_KEY, CheckpointError)
+        if pem is None:
             if not create:
                 raise CheckpointError(
                     f"there is no checkpoint signing key at {self.path} (CXL_CHECKPOINT_KEY)"
-                ) from None
-            return self._create()
-        except OSError as exc:
-            raise CheckpointError(f"cannot read the signing key {self.path}: {exc}") from exc
-        with os.fdopen(fd, "rb") as handle:
-            status = os.fstat(fd)
-            if not stat.S_ISREG(status.st_mode):
-                raise CheckpointError(f"the signing key {self.path} is not a regular file")
-            if status.st_mode & 0o077:
-                raise CheckpointError(
-                    f"the signing key {self.path} is readable or writable by others (mode "
-                    f"{stat.S_IMODE(status.st_mode):04o}); run `chmod 600 {self.path}`"
                 )
-            pem = handle.read(_KEY_FILE_LIMIT + 1)
+            key = Ed25519PrivateKey.generate()
+            made = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            if create_private(self.path, made, _SIGNING_KEY, CheckpointError):
+                return key
+            return self._load(create=False)
         try:
-            key = serialization.load_pem_private_key(pem, password=None)
+            loaded = serialization.load_pem_private_key(pem, password=None)
         except (ValueError, TypeError):
-            key = None
-        if not isinstance(key, Ed25519PrivateKey) or len(pem) > _KEY_FILE_LIMIT:
+            loaded = None
+        if not isinstance(loaded, Ed25519PrivateKey):
             raise CheckpointError(
                 f"{self.path} is not an Ed25519 private key (PKCS#8 PEM, unencrypted)"
             )
-        return key
-
-    def _create(self) -> Ed25519PrivateKey:
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(pem)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.link(temporary, self.path)
-        except FileExistsError:
-            return self._load(create=False)
-        except OSError as exc:
-            raise CheckpointError(
-                f"cannot create the signing key {self.path}: {exc.strerror or exc}"
-            ) from exc
-        finally:
-            temporary.unlink(missing_ok=True)
-        return key
+        return loaded
 
     def sign(self, checkpoint: Checkpoint) -> str:
         """The signed note of ``checkpoint`` (its key name is the origin)."""

@@ -30,7 +30,6 @@ import hmac
 import os
 import secrets
 import sqlite3
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ledger.errors import KeyStoreError
+from ledger.private_files import create_private, read_private
 
 KEY_BYTES = 32
 _NONCE_BYTES = 12
@@ -84,38 +84,23 @@ def _kek_check(kek: bytes) -> str:
 _KEK_FILE_LIMIT = 1024
 
 
-def read_kek(path: Path) -> bytes:
-    """The key-encryption key in ``path``; ``KeyStoreError`` when it is missing, not a regular
-    file, readable by group or others, or not one key.
+_KEK = "the key-encryption key"
 
-    Only a small regular file is read (a FIFO or a device would hang or exhaust memory), and it
-    must be private: a KEK readable by others unwraps every customer's data key."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
+
+def read_kek(path: Path) -> bytes:
+    """The key-encryption key in ``path``; ``KeyStoreError`` when it is missing, not a private
+    regular file (a KEK readable by others unwraps every customer's data key), or not one key."""
+    raw = read_private(path, _KEK_FILE_LIMIT, _KEK, KeyStoreError)
+    if raw is None:
         raise KeyStoreError(
             f"the key-encryption key file {path} is missing (CXL_KEK_FILE); without it no "
             "personal field can be read or written"
-        ) from None
-    except OSError as exc:
-        raise KeyStoreError(
-            f"cannot read the key-encryption key file {path}: {exc.strerror or exc}"
-        ) from exc
-    with os.fdopen(fd, "rb") as handle:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
-            raise KeyStoreError(f"the key-encryption key {path} is not a regular file")
-        if status.st_mode & 0o077:
-            raise KeyStoreError(
-                f"the key-encryption key {path} is readable or writable by others (mode "
-                f"{stat.S_IMODE(status.st_mode):04o}); run `chmod 600 {path}`"
-            )
-        raw = handle.read(_KEK_FILE_LIMIT + 1)
+        )
     try:
         kek = base64.b64decode(raw.strip(), validate=True)
     except binascii.Error:
         kek = b""
-    if len(raw) > _KEK_FILE_LIMIT or len(kek) != KEY_BYTES:
+    if len(kek) != KEY_BYTES:
         raise KeyStoreError(
             f"{path} is not a key-encryption key (expected {KEY_BYTES} random bytes, base64, "
             "one line)"
@@ -124,26 +109,12 @@ def read_kek(path: Path) -> bytes:
 
 
 def create_kek(path: Path) -> bytes:
-    """Write a new random key-encryption key to ``path`` (0600; its directory 0700 when created)."""
+    """Write a new random key-encryption key to ``path`` (0600; its directory 0700 when created);
+    the one already there if another process made it first."""
     kek = secrets.token_bytes(KEY_BYTES)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(base64.b64encode(kek).decode("ascii") + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(temporary, path)  # complete or absent, never half-written; fails if it exists
-    except FileExistsError:
-        return read_kek(path)  # another process created it first
-    except OSError as exc:
-        raise KeyStoreError(
-            f"cannot create the key-encryption key file {path}: {exc.strerror or exc}"
-        ) from exc
-    finally:
-        temporary.unlink(missing_ok=True)
-    return kek
+    if create_private(path, base64.b64encode(kek) + b"\n", _KEK, KeyStoreError):
+        return kek
+    return read_kek(path)
 
 
 class KeyStore:

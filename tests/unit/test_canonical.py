@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import rfc8785
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ledger.canonical import canonical_json, format_instant
@@ -23,6 +23,7 @@ _json = st.recursive(
 
 @settings(max_examples=500, deadline=None, print_blob=True)
 @given(_json)
+@example({"\ue000": None, "\U00010000": None})  # UTF-16 order differs from code points
 def test_canonical_json_is_rfc8785_for_any_json_value(value: object) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
 
