@@ -221,7 +221,7 @@ def paired_cost(
     runs: dict[bool, list[Figure]] = {False: [], True: []}
     for attempt in range(2):
         for enabled, options in ((False, off), (True, on)):
-            url = str(root / f"cost-{labels[int(enabled)][:12]}-{attempt}.sqlite".replace(" ", "-"))
+            url = str(root / f"cost-{uuid.uuid4().hex[:8]}.sqlite")  # a fresh store each run
             runs[enabled].extend(
                 end_to_end(
                     bootstrap,

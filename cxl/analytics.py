@@ -60,17 +60,18 @@ def settings_of(ctx: typer.Context) -> Settings:
     return settings
 
 
-def _protected(settings: Settings) -> list[Path]:
+def protected(settings: Settings) -> list[Path]:
+    """The files no output may overwrite: the ledger store, the live projections and keys."""
     return protected_files(
         settings.store_url,
         settings.projections_path,
-        (settings.key_store_path, settings.kek_path),
+        (settings.key_store_path, settings.kek_path, settings.checkpoint_key_path),
     )
 
 
 def _check_target(settings: Settings, target: Path) -> None:
     """Refuse a ``--to`` file before any work: protected, or in a directory that is not there."""
-    refuse_protected(target, _protected(settings))
+    refuse_protected(target, protected(settings))
     require_directory(target.parent)
 
 
@@ -103,7 +104,7 @@ def _export_replay(
             fmt,
             as_of or datetime.now(UTC),
             known_at,
-            _protected(settings),
+            protected(settings),
             on_progress=lambda at, total: ticker.update(f"position {at:,} of {total:,}"),
         )
 
@@ -221,7 +222,7 @@ def register(app: typer.Typer) -> None:
                 to,
                 known_at=known,
                 overwrite=force,
-                protected=_protected(settings),
+                protected=protected(settings),
                 on_progress=lambda at, total: ticker.update(f"position {at:,} of {total:,}"),
             )
         known_by = "" if known is None else f" and were sealed by {known.isoformat()}"
@@ -289,7 +290,7 @@ def register(app: typer.Typer) -> None:
             try:
                 with open_store(settings, read_only=True) as store:
                     manifest = build_manifest(con, store, as_of=None, known_at=None)
-                written = export_all(con, to, fmt, _protected(settings), manifest)
+                written = export_all(con, to, fmt, protected(settings), manifest)
             finally:
                 con.close()
         else:
@@ -338,7 +339,7 @@ def register(app: typer.Typer) -> None:
                     except (ChainBrokenError, LedgerTamperedError) as exc:
                         failure, state = exc, f"cxl verify FAILED: {exc}"
                 source = provenance(con, store, state)
-            write_report(con, instant, to, _protected(settings), known_at=known, source=source)
+            write_report(con, instant, to, protected(settings), known_at=known, source=source)
         finally:
             con.close()
         out.print(f"report written to {to.resolve()}")

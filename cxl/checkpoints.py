@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from cxl.analytics import settings_of
+from cxl.analytics import protected, settings_of
 from cxl.output import out
 from cxl.store_access import open_store
 from ledger.checkpoint import Checkpoint, CheckpointSigner, open_note, verifier_key
@@ -21,6 +21,7 @@ from ledger.errors import CheckpointError, ConfigError, LedgerTamperedError, Sto
 from ledger.merkle import inclusion_path, leaf_hash, verify_inclusion
 from ledger.settings import Settings
 from ledger.store import LedgerStore
+from projections.targets import refuse_protected, require_directory
 
 _NOTE_LIMIT = 64 * 1024
 
@@ -183,6 +184,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Sign a checkpoint of the ledger (size and Merkle root); its path is the last line."""
         settings = settings_of(ctx)
+        if to is not None:
+            refuse_protected(to, [*protected(settings), *([key] if key else [])])
+            require_directory(to.parent)
         signer = CheckpointSigner(key or settings.checkpoint_key_path)
         with open_store(settings, read_only=True) as store:
             point, note = signed_checkpoint(store, signer)

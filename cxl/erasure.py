@@ -12,7 +12,7 @@ import orjson
 import typer
 
 from consumers.relay import LedgerRelay
-from cxl.analytics import settings_of
+from cxl.analytics import protected, settings_of
 from cxl.kafka_access import kafka_access
 from cxl.output import Format, emit_rows, err, out
 from cxl.store_access import open_store
@@ -233,7 +233,7 @@ def write_personal_text(settings: Settings, table: Any, directory: Path, fmt: st
     from projections.targets import refuse_protected, replaced_on_success
 
     target = directory / f"{PERSONAL_TEXT}.{fmt}"
-    refuse_protected(target, [settings.key_store_path, settings.kek_path])
+    refuse_protected(target, protected(settings))
     with replaced_on_success(target) as temporary:
         if fmt == "parquet":
             pa_parquet.write_table(table, temporary)

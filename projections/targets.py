@@ -49,7 +49,7 @@ def refuse_protected(target: Path, protected: Iterable[Path], flag: str = "--to"
         if _same_file(target, path):
             raise ProtectedTargetError(
                 f"{flag} {target} would overwrite {path.resolve()}, which belongs to the ledger "
-                "(its store or live projections); choose another path"
+                "(its store, live projections or keys); choose another path"
             )
 
 

@@ -39,7 +39,8 @@ def promise_rows_sql(
 ) -> str:
     """Folded promise rows as of ``$as_of`` / ``$known_at``: the stored fold itself when every
     projected event is visible then (the fast path of ``gap`` on a large ledger)."""
-    row = con.execute("SELECT max(occurred_at), max(recorded_at) FROM promise_events").fetchone()
+    latest = "max(occurred_at)" + ("" if known_at is None else ", max(recorded_at)")
+    row = con.execute(f"SELECT {latest} FROM promise_events").fetchone()
     if (
         row is None
         or row[0] is None

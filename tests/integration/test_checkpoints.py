@@ -249,3 +249,14 @@ def test_consume_publishes_signed_checkpoints_that_verify(
         for point in points:
             verify_chains(store, checkpoint=point)
     assert oct(settings.checkpoint_key_path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_checkpoint_never_overwrites_the_ledgers_files(tmp_path: Path) -> None:
+    settings, env, _ = _ledger(tmp_path, _history(5))
+    before = Path(settings.store_url).read_bytes()
+    for target in (Path(settings.store_url), settings.checkpoint_key_path, settings.key_store_path):
+        refused = run_cxl(["checkpoint", "--to", str(target)], env)
+        assert refused.returncode == 2 and "would overwrite" in refused.stderr, refused.stderr
+    assert Path(settings.store_url).read_bytes() == before
+    typo = run_cxl(["checkpoint", "--to", str(tmp_path / "no" / "such" / "c.txt")], env)
+    assert typo.returncode != 0 and not (tmp_path / "no").exists()
