@@ -105,9 +105,12 @@ def inclusion_proof(
 ) -> dict[str, Any]:
     """The RFC 9162 inclusion proof of a sealed event in the tree of ``checkpoint`` (or of the
     whole ledger now), checked before it is returned."""
-    leaf = store.recorder.leaf_of(event_id)
-    if leaf is None:
+    customer_id = _customer_of(store, event_id)
+    sealed = next((e for e in store.stream(customer_id) if e.event_id == event_id), None)
+    position = None if sealed is None else store.recorder.position_of(customer_id, sealed.seq + 1)
+    if sealed is None or position is None:
         raise StoreError(f"the ledger holds no sealed event {event_id!r}")
+    leaf = store.recorder.sealed_through(position) - 1
     if checkpoint is not None and checkpoint.origin != store.origin:
         raise CheckpointError(
             f"the checkpoint is of ledger {checkpoint.origin!r}, this one is {store.origin!r}"
@@ -126,11 +129,6 @@ def inclusion_proof(
                 "signed (run `cxl verify --checkpoint`)",
                 place="checkpoint",
             )
-    sealed = next(
-        (e for e in store.stream(_customer_of(store, event_id)) if e.event_id == event_id), None
-    )
-    if sealed is None:
-        raise StoreError(f"the ledger holds no sealed event {event_id!r}")
     path = inclusion_path(store.tree_node, leaf, size)
     leaf_digest = leaf_hash(bytes.fromhex(sealed.hash))
     if not verify_inclusion(leaf_digest, leaf, size, path, root):
@@ -144,6 +142,7 @@ def inclusion_proof(
         "event_id": event_id,
         "customer_id": sealed.customer_id,
         "seq": sealed.seq,
+        "position": position,
         "seal_hash": sealed.hash,
         "leaf_index": leaf,
         "tree_size": size,

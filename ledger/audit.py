@@ -81,10 +81,10 @@ class _TreeCheck:
         self.builder = TreeBuilder()
         self.snapshot_at = snapshot_at
         self.snapshot: bytes | None = EMPTY_ROOT if snapshot_at == 0 else None
-        self._pages: dict[int, list[tuple[int, str, str]]] = {}
+        self._pages: dict[int, list[tuple[int, str]]] = {}
         self._next: dict[int, int] = {}
 
-    def _stored(self, level: int, index: int) -> tuple[int, str, str] | None:
+    def _stored(self, level: int) -> tuple[int, str] | None:
         page = self._pages.get(level)
         if not page:
             page = self.store.recorder.tree_rows(level, self._next.get(level, 0), self._PAGE)
@@ -96,10 +96,10 @@ class _TreeCheck:
         self._next[level] = row[0] + 1
         return row
 
-    def leaf(self, event_id: str, seal_hash: str, position: int) -> None:
+    def leaf(self, seal_hash: str, position: int) -> None:
         for level, index, digest in self.builder.append(leaf_hash(bytes.fromhex(seal_hash))):
-            stored = self._stored(level, index)
-            expected = (index, digest.hex(), event_id if level == 0 else "")
+            stored = self._stored(level)
+            expected = (index, digest.hex())
             if stored != expected:
                 raise LedgerTamperedError(
                     position,
@@ -111,7 +111,7 @@ class _TreeCheck:
 
     def finish(self) -> None:
         for level in {0, *self.store.recorder.tree_levels()}:
-            extra = self._stored(level, -1)
+            extra = self._stored(level)
             if extra is not None:
                 raise LedgerTamperedError(
                     None,
@@ -261,7 +261,7 @@ class _Verifier:
         self.index_sum = (
             self.index_sum + _row_digest(body["event_id"], customer, dedupe_digest(body))
         ) % _MODULUS
-        self.tree.leaf(body["event_id"], hash_, row.position)
+        self.tree.leaf(hash_, row.position)
         self.events += 1
 
     def finish(self, store: LedgerStore) -> VerifyReport:

@@ -40,6 +40,7 @@ from eventsourcing.utils import retry
 
 from ledger.merkle import frontier_positions
 from ledger.personal import SEALED_FIELD_MARK
+from ledger.relationship import relationship_id
 
 # A terminated or restarted database session is reconnected, as the library's own reads are.
 _reconnecting = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -181,18 +182,16 @@ class SealingTransaction:
         tracking: Tracking | None,
         event_ids: Sequence[tuple[str, str, str]],
         mark: tuple[str, int, str] | None,
-        tree: Sequence[tuple[int, int, bytes, str]] = (),
+        tree: Sequence[tuple[int, int, bytes]] = (),
     ) -> None:
         """Insert sealed events with their index rows, position and mark, and the Merkle
-        ``tree`` nodes they complete: (level, index, hash, event_id of a leaf or "")."""
+        ``tree`` nodes they complete: (level, index, hash); level 0 is a leaf."""
         self._recorder.insert_within(self._cursor, stored, tracking)
-        leaves = [(i, e, h.hex()) for level, i, h, e in tree if level == 0]
-        nodes = [(level, i, h.hex()) for level, i, h, _ in tree if level > 0]
+        leaves = [(i, h.hex()) for level, i, h in tree if level == 0]
+        nodes = [(level, i, h.hex()) for level, i, h in tree if level > 0]
         if leaves:
             self._cursor.executemany(
-                f"INSERT INTO {self._leaves} (leaf, event_id, hash) "
-                f"VALUES ({self._p}, {self._p}, {self._p})",
-                leaves,
+                f"INSERT INTO {self._leaves} (leaf, hash) VALUES ({self._p}, {self._p})", leaves
             )
         if nodes:
             self._cursor.executemany(
@@ -224,12 +223,14 @@ _EXTRA_TABLES = (
     "CREATE TABLE IF NOT EXISTS {marks} (name TEXT PRIMARY KEY, position BIGINT NOT NULL, "
     "fingerprint TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    # The Merkle tree (``ledger.merkle``): leaf i is the i-th sealed event in ledger order, and
-    # each full subtree above the leaves is one node row; hashes in hex.
-    "CREATE TABLE IF NOT EXISTS {leaves} (leaf BIGINT PRIMARY KEY, event_id TEXT NOT NULL "
-    "UNIQUE, hash TEXT NOT NULL)",
+    # The Merkle tree (``ledger.merkle``): leaf i is the i-th sealed event in ledger order (the
+    # one with i sealed events before it), and each full subtree above the leaves is one node
+    # row; hashes in hex.
+    # SQLite: the leaf index is the rowid (INTEGER PRIMARY KEY) and the nodes a clustered
+    # (WITHOUT ROWID) table: one B-tree each instead of a table and an index.
+    "CREATE TABLE IF NOT EXISTS {leaves} (leaf {key_integer} PRIMARY KEY, hash TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {nodes} (level INTEGER NOT NULL, idx BIGINT NOT NULL, "
-    "hash TEXT NOT NULL, PRIMARY KEY (level, idx))",
+    "hash TEXT NOT NULL, PRIMARY KEY (level, idx)){clustered}",
 )
 
 
@@ -356,34 +357,39 @@ class _LedgerCounts:
             row = c.fetchone()
         return None if row is None else bytes.fromhex(row["hash"])
 
-    def leaf_of(self, event_id: str) -> int | None:
-        """The leaf index of a sealed event, or None."""
+    def position_of(self, customer_id: str, version: int) -> int | None:
+        """The ledger position of stream version ``version`` of a customer's relationship."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT leaf FROM {self.qualified(TREE_LEAVES)} WHERE event_id = {self.param}",
-                [event_id],
+                f"SELECT {self.position_column} AS position FROM "
+                f"{self.qualified(self.events_table_name)} WHERE originator_id = {self.param} "
+                f"AND originator_version = {self.param}",
+                [self.id_param(relationship_id(customer_id)), version],
             )
             row = c.fetchone()
-        return None if row is None else int(row["leaf"])
+        return None if row is None else int(row["position"])
 
-    def tree_rows(self, level: int, start: int, limit: int) -> list[tuple[int, str, str]]:
-        """Stored tree rows of ``level`` from index ``start``, in order: (index, hash, event_id);
-        ``event_id`` is "" above the leaves."""
+    def id_param(self, originator_id: UUID) -> Any:
+        raise NotImplementedError
+
+    def tree_rows(self, level: int, start: int, limit: int) -> list[tuple[int, str]]:
+        """Stored tree rows of ``level`` (0: the leaves) from index ``start``, in order:
+        (index, hash)."""
         with self.datastore.transaction(commit=False) as c:
             if level == 0:
                 c.execute(
-                    f"SELECT leaf AS idx, hash, event_id FROM {self.qualified(TREE_LEAVES)} "
+                    f"SELECT leaf AS idx, hash FROM {self.qualified(TREE_LEAVES)} "
                     f"WHERE leaf >= {self.param} ORDER BY leaf LIMIT {self.param}",
                     [start, limit],
                 )
             else:
                 c.execute(
-                    f"SELECT idx, hash, '' AS event_id FROM {self.qualified(TREE_NODES)} "
+                    f"SELECT idx, hash FROM {self.qualified(TREE_NODES)} "
                     f"WHERE level = {self.param} AND idx >= {self.param} ORDER BY idx "
                     f"LIMIT {self.param}",
                     [level, start, limit],
                 )
-            return [(int(r["idx"]), r["hash"], r["event_id"]) for r in c.fetchall()]
+            return [(int(r["idx"]), r["hash"]) for r in c.fetchall()]
 
     def tree_levels(self) -> list[int]:
         """The levels above the leaves that hold any node (verify checks each of them)."""
@@ -417,6 +423,8 @@ class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
                     leaves=TREE_LEAVES,
                     nodes=TREE_NODES,
                     meta=LEDGER_META,
+                    key_integer="INTEGER",
+                    clustered=" WITHOUT ROWID",
                 )
                 for s in _EXTRA_TABLES
             ),
@@ -500,6 +508,8 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
                         leaves=self.qualified(TREE_LEAVES),
                         nodes=self.qualified(TREE_NODES),
                         meta=self.qualified(LEDGER_META),
+                        key_integer="BIGINT",
+                        clustered="",
                     )
                 )
             )

@@ -342,7 +342,7 @@ class LedgerStore:
 
     def _build_tree(self) -> None:
         """Build the Merkle tree of a ledger sealed before there was one, in ledger order."""
-        pending: list[tuple[str, str]] = []
+        pending: list[str] = []
 
         def flush() -> None:
             with self.recorder.sealing() as tx:
@@ -353,7 +353,7 @@ class LedgerStore:
             for row in page:
                 if row.topic == SEALED_TOPIC:
                     state = orjson.loads(row.state)
-                    pending.append((state["event_id"], state["hash"]))
+                    pending.append(state["hash"])
             if len(pending) >= 20_000:
                 flush()
         if pending:
@@ -557,12 +557,7 @@ class LedgerStore:
                     )
                     tree = (
                         _grown_tree(
-                            tx,
-                            [
-                                (e.event_id, e.hash)
-                                for e in domain
-                                if isinstance(e, Relationship.EventSealed)
-                            ],
+                            tx, [e.hash for e in domain if isinstance(e, Relationship.EventSealed)]
                         )
                         if self._merkle
                         else []
@@ -765,19 +760,16 @@ class LedgerStore:
         ]
 
 
-def _grown_tree(
-    tx: SealingTransaction, sealed: list[tuple[str, str]]
-) -> list[tuple[int, int, bytes, str]]:
-    """The Merkle tree rows that appending ``sealed`` (event_id, seal hash), in ledger order,
-    adds: each leaf with its event id, and every full subtree it completes."""
+def _grown_tree(tx: SealingTransaction, sealed: list[str]) -> list[tuple[int, int, bytes]]:
+    """The Merkle tree rows that appending the seal hashes ``sealed``, in ledger order, adds:
+    each leaf and every full subtree it completes."""
     if not sealed:
         return []
     size, edge = tx.tree_edge()
     builder = TreeBuilder(size, edge)
-    rows: list[tuple[int, int, bytes, str]] = []
-    for event_id, hash_ in sealed:
-        for level, index, digest in builder.append(leaf_hash(bytes.fromhex(hash_))):
-            rows.append((level, index, digest, event_id if level == 0 else ""))
+    rows: list[tuple[int, int, bytes]] = []
+    for hash_ in sealed:
+        rows += builder.append(leaf_hash(bytes.fromhex(hash_)))
     return rows
 
 

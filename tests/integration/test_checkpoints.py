@@ -202,12 +202,25 @@ def test_a_checkpoint_by_another_key_or_of_another_ledger_proves_nothing(
     assert run_cxl(["verify", "--checkpoint", str(junk)], env).returncode == 8
 
 
-def test_an_edited_tree_row_fails_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("edit", "caught"),
+    [
+        ("UPDATE cxl_tree_nodes SET hash = '{zero}' WHERE level = 2 AND idx = 1", "node 2/1"),
+        ("UPDATE cxl_tree_leaves SET hash = '{zero}' WHERE leaf = 7", "leaf 7"),
+        ("DELETE FROM cxl_tree_nodes WHERE level = 1 AND idx = 3", "node 1/3"),
+        ("INSERT INTO cxl_tree_nodes VALUES (9, 0, '{zero}')", "node 9/0"),
+        ("INSERT INTO cxl_tree_leaves VALUES (20, '{zero}')", "leaf 20"),
+        ("UPDATE cxl_ledger SET value = 'x'", "settings table"),
+    ],
+)
+def test_every_edit_of_the_tree_or_the_ledger_id_fails_verify(
+    tmp_path: Path, edit: str, caught: str
+) -> None:
     settings, env, _ = _ledger(tmp_path, _history(20))
     with sqlite3.connect(settings.store_url) as db:
-        db.execute("UPDATE cxl_tree_nodes SET hash = ? WHERE level = 2 AND idx = 1", ["00" * 32])
+        db.execute(edit.format(zero="00" * 32))
     broken = run_cxl(["verify"], env)
-    assert broken.returncode == 4 and "Merkle tree's node 2/1" in broken.stderr, broken.stderr
+    assert broken.returncode == 4 and caught in broken.stderr, broken.stderr
 
 
 def test_the_tree_is_kept_on_every_backend_and_proves_extension(store: LedgerStore) -> None:
