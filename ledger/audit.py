@@ -28,11 +28,12 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from eventsourcing.persistence import PersistenceError
 
 from ledger.canonical import canonical_json, format_instant
 from ledger.chain import GENESIS_HASH, seal_hash
 from ledger.checkpoint import Checkpoint
-from ledger.errors import ChainBrokenError, CheckpointError, LedgerTamperedError
+from ledger.errors import ChainBrokenError, CheckpointError, LedgerTamperedError, StoreError
 from ledger.merkle import (
     EMPTY_ROOT,
     TreeBuilder,
@@ -340,6 +341,13 @@ def verify_chains(
     stored tree — equal to the signed root; then the consistency proof from the stored tree is
     checked as an auditor would (RFC 9162 §2.1.4.2). Removed, reordered or rewritten events,
     recomputed hashes included, fail with ``LedgerTamperedError``."""
+    try:
+        store.recorder.tree_size()
+    except PersistenceError:
+        raise StoreError(
+            "the ledger store (CXL_STORE) has no Merkle tree yet: it was written by an older "
+            "cx-ledger; any writing command (e.g. `cxl ingest` of an empty file) builds it"
+        ) from None
     if checkpoint is not None and checkpoint.origin != store.origin:
         raise CheckpointError(
             f"the checkpoint is of ledger {checkpoint.origin!r}, this one is {store.origin!r}"

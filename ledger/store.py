@@ -279,7 +279,7 @@ class LedgerStore:
         self._check_plain_json()
         if not read_only:
             self._check_index_balance()
-            self._ledger_id = self.recorder.ledger_id(create=True)
+            self.recorder.ledger_id(create=True)
 
     @classmethod
     def for_settings(cls, settings: Settings, *, read_only: bool = False) -> LedgerStore:
