@@ -47,7 +47,8 @@ def parse_instant(text: str | None, flag: str = "--as-of") -> datetime:
             f"{flag} {text!r} is not an RFC 3339 timestamp (e.g. 2026-06-30T23:59:59Z)"
         ) from None
     if instant.tzinfo is None:
-        raise ConfigError(f"{flag} {text!r} needs a UTC offset, e.g. {text}Z or {text}+02:00")
+        example = text if "T" in text else f"{text}T00:00:00"
+        raise ConfigError(f"{flag} {text!r} needs a UTC offset, e.g. {example}Z or {example}+02:00")
     return instant
 
 

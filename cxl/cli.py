@@ -455,12 +455,14 @@ def verify(
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Account for every stored byte; with --checkpoint, prove the ledger extends that checkpoint."""
-    from projections.manifest import verify_projections
+    from projections.manifest import read_manifest, verify_projections
 
     settings = _ctx(ctx).settings
     ticker = Ticker("verifying")
-    if projections is not None and not projections.exists():
-        raise ConfigError(f"--projections {projections}: no such file or directory")
+    if projections is not None:
+        if not projections.exists():
+            raise ConfigError(f"--projections {projections}: no such file or directory")
+        read_manifest(projections)  # a wrong path is said before the long verification
     with open_store(settings, read_only=True) as store:
         point = (
             None

@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 
 from ledger.canonical import format_instant
+from ledger.errors import ConfigError
 from ledger.store import LedgerStore
 from projections.errors import ProjectionsDifferError, ProjectionsError
 from projections.follower import catch_up
@@ -93,6 +94,12 @@ def store_manifest(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> 
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest of an export directory (its ``manifest.json``) or of a replay file."""
+    if path.is_file():
+        with path.open("rb") as handle:
+            if handle.read(16)[8:12] != b"DUCK":
+                raise ConfigError(
+                    f"--projections {path}: neither a replay file (DuckDB) nor an export directory"
+                )
     try:
         if path.is_dir():
             manifest: dict[str, Any] = json.loads((path / MANIFEST_FILE).read_text())
