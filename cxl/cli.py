@@ -464,10 +464,12 @@ def verify(
             raise ConfigError(f"--projections {projections}: no such file or directory")
         read_manifest(projections)  # a wrong path is said before the long verification
     with open_store(settings, read_only=True) as store:
+        if public_key is not None and checkpoint_file is None:
+            raise ConfigError("--public-key checks a --checkpoint: give one")
         point = (
             None
             if checkpoint_file is None
-            else checkpoints.read_checkpoint(settings, store, checkpoint_file, public_key)
+            else checkpoints.read_checkpoint(settings, store, checkpoint_file, public_key)[0]
         )
         with ticker.running():
             report = verify_chains(

@@ -33,7 +33,7 @@ from eventsourcing.persistence import PersistenceError
 from ledger.canonical import canonical_json, format_instant
 from ledger.chain import GENESIS_HASH, seal_hash
 from ledger.checkpoint import Checkpoint
-from ledger.errors import ChainBrokenError, CheckpointError, LedgerTamperedError, StoreError
+from ledger.errors import ChainBrokenError, LedgerTamperedError, StoreError
 from ledger.merkle import (
     EMPTY_ROOT,
     TreeBuilder,
@@ -103,9 +103,11 @@ class _TreeCheck:
             expected = (index, digest.hex())
             if stored != expected:
                 raise LedgerTamperedError(
-                    position,
+                    None,
                     f"the Merkle tree's {_node_name(level, index)} is not the one recomputed "
-                    "from the sealed events (the tree was edited outside cx-ledger)",
+                    f"from the sealed events up to ledger position {position} (the tree was "
+                    "edited outside cx-ledger)",
+                    place="Merkle tree",
                 )
         if self.builder.size == self.snapshot_at:
             self.snapshot = self.builder.root()
@@ -118,6 +120,7 @@ class _TreeCheck:
                     None,
                     f"the Merkle tree holds {_node_name(level, extra[0])}, which no sealed event "
                     "accounts for (added outside cx-ledger)",
+                    place="Merkle tree",
                 )
 
 
@@ -284,7 +287,7 @@ class _Verifier:
                 f"{self.events:,} sealed events (a row was edited, added or removed)",
             )
         _check_positions(store)
-        _check_ledger_meta(store)
+        _check_ledger_meta(store, self.events)
         self.tree.finish()
         heads = hashlib.sha256()
         for head in sorted(self.heads.values(), key=lambda h: h.customer_id):
@@ -297,12 +300,29 @@ class _Verifier:
         )
 
 
-def _check_ledger_meta(store: LedgerStore) -> None:
-    """The ledger's own settings table holds its id and nothing else."""
-    meta = store.recorder.ledger_meta()
+def require_same_ledger(store: LedgerStore, checkpoint: Checkpoint) -> None:
+    """A checkpoint (its signature checked) names this ledger: otherwise the ledger does not
+    extend it — it is another ledger, or this one's id was changed (exit 4 either way)."""
+    origin = store.origin
+    if checkpoint.origin != origin:
+        raise LedgerTamperedError(
+            None,
+            f"the checkpoint is of ledger {checkpoint.origin!r}, this one is {origin!r}: another "
+            "ledger, or this ledger's id was changed",
+            place="checkpoint",
+        )
+
+
+def _check_ledger_meta(store: LedgerStore, events: int) -> None:
+    """The ledger's own settings table holds its id (once anything is sealed) and nothing
+    else."""
+    try:
+        meta = store.recorder.ledger_meta()
+    except PersistenceError:
+        meta = {"": "table missing"}
     ledger_id = meta.pop("ledger_id", None)
     try:
-        valid = ledger_id is None or str(UUID(ledger_id)) == ledger_id
+        valid = (ledger_id is None and not events) or str(UUID(ledger_id or "")) == ledger_id
     except ValueError:
         valid = False
     if meta or not valid:
@@ -348,10 +368,8 @@ def verify_chains(
             "the ledger store (CXL_STORE) has no Merkle tree yet: it was written by an older "
             "cx-ledger; any writing command (e.g. `cxl ingest` of an empty file) builds it"
         ) from None
-    if checkpoint is not None and checkpoint.origin != store.origin:
-        raise CheckpointError(
-            f"the checkpoint is of ledger {checkpoint.origin!r}, this one is {store.origin!r}"
-        )
+    if checkpoint is not None:
+        require_same_ledger(store, checkpoint)
     tree = _TreeCheck(store, None if checkpoint is None else checkpoint.size)
     verifier = _Verifier(tree)
     for page in store.rows():

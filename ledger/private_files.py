@@ -26,15 +26,16 @@ def read_private(path: Path, limit: int, what: str, error: type[CxlError]) -> by
         return None
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
-    with os.fdopen(fd, "rb") as handle:
-        status = os.fstat(fd)
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode) or status.st_mode & 0o077:
+        os.close(fd)
         if not stat.S_ISREG(status.st_mode):
             raise error(f"{what} {path} is not a regular file")
-        if status.st_mode & 0o077:
-            raise error(
-                f"{what} {path} is readable or writable by others (mode "
-                f"{stat.S_IMODE(status.st_mode):04o}); run `chmod 600 {path}`"
-            )
+        raise error(
+            f"{what} {path} is readable or writable by others (mode "
+            f"{stat.S_IMODE(status.st_mode):04o}); run `chmod 600 {path}`"
+        )
+    with os.fdopen(fd, "rb") as handle:
         content = handle.read(limit + 1)
     if len(content) > limit:
         raise error(f"{what} {path} is larger than {limit:,} bytes: it is not one")

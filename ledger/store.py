@@ -278,8 +278,16 @@ class LedgerStore:
             self._require_ledger_tables()
         self._check_plain_json()
         if not read_only:
-            self._check_index_balance()
-            self.recorder.ledger_id(create=True)
+            had_tree = self._check_index_balance()
+            if self.recorder.ledger_id() is None:
+                if had_tree:
+                    self.close()
+                    raise LedgerTamperedError(
+                        None,
+                        "the ledger's id was removed (its checkpoints name it); run `cxl verify`",
+                        place="cxl_ledger",
+                    )
+                self.recorder.ledger_id(create=True)
 
     @classmethod
     def for_settings(cls, settings: Settings, *, read_only: bool = False) -> LedgerStore:
@@ -315,11 +323,11 @@ class LedgerStore:
                 "and CXL_KEK_FILE at that key store (or restore it from its backup)"
             )
 
-    def _check_index_balance(self) -> None:
+    def _check_index_balance(self) -> bool:
         """Refuse to write when the event-id index or the Merkle tree and the sealed events differ
         in size: dedupe reads that index (a deleted row would let an event be sealed twice), and
         the tree must cover every sealed event. A ledger sealed before the tree existed (a tree of
-        no leaves) gets its tree built here, once."""
+        no leaves) gets its tree built here, once. Whether the store had a tree already."""
         try:
             sealed, indexed, leaves = self.recorder.index_balance()
         except PersistenceError as exc:
@@ -339,6 +347,7 @@ class LedgerStore:
             )
         if leaves == 0 and sealed and self._merkle:
             self._build_tree()
+        return leaves > 0
 
     def _build_tree(self) -> None:
         """Build the Merkle tree of a ledger sealed before there was one, in ledger order."""

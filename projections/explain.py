@@ -8,6 +8,7 @@ position, seal hash), which ``cxl proof`` and ``cxl verify`` take from there.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +36,10 @@ def parse_where(text: str | None) -> dict[str, str]:
                 f"--where {part.strip()!r}: expected DIMENSION=VALUE with a dimension from "
                 f"{', '.join(DIMENSIONS)}"
             )
-        where[name] = value.strip()
+        value = value.strip()
+        if name == "due_month" and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+            raise ConfigError(f"--where due_month={value!r}: expected YYYY-MM")
+        where[name] = value
     return where
 
 

@@ -94,6 +94,8 @@ def store_manifest(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> 
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest of an export directory (its ``manifest.json``) or of a replay file."""
+    if not path.is_file() and not path.is_dir():
+        raise ConfigError(f"--projections {path}: not a regular file or a directory")
     if path.is_file():
         with path.open("rb") as handle:
             if handle.read(16)[8:12] != b"DUCK":

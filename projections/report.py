@@ -345,7 +345,12 @@ def write_report(
             ("ledger", source.origin),
             (
                 "ledger range",
-                f"positions 1–{source.through_position:,}: {source.events:,} sealed events",
+                f"positions 1–{source.through_position:,}: {source.events:,} sealed events"
+                + (
+                    ""
+                    if known_at is None
+                    else f" (the figures count only those sealed by {known_at.isoformat()})"
+                ),
             ),
             ("checkpoint root", f"{source.root} (tree size {source.events:,})"),
             ("verification", source.verification),

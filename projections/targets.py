@@ -34,7 +34,11 @@ def protected_files(
 ) -> list[Path]:
     """The ledger store, the live projections and the key files (``keys``: the key store and the
     key-encryption key): no command but theirs may write them."""
-    return [*store_files(store_url), *database_files(projections_path), *keys]
+    return [
+        *store_files(store_url),
+        *database_files(projections_path),
+        *(companion for key in keys for companion in database_files(key)),
+    ]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -53,6 +57,14 @@ def refuse_protected(target: Path, protected: Iterable[Path], flag: str = "--to"
             )
 
 
+def require_regular_or_absent(target: Path, flag: str = "--to") -> None:
+    """Refuse an output path that exists as anything but a regular file."""
+    if (target.exists() or target.is_symlink()) and not target.is_file():
+        raise ProtectedTargetError(
+            f"{flag} {target} exists and is not a regular file; choose another path"
+        )
+
+
 def require_directory(directory: Path, flag: str = "--to") -> None:
     """Refuse an output whose directory is missing: a typo should not grow a directory tree."""
     if not directory.is_dir():
@@ -62,8 +74,12 @@ def require_directory(directory: Path, flag: str = "--to") -> None:
 
 @contextmanager
 def replaced_on_success(target: Path, flag: str = "--to") -> Iterator[Path]:
-    """Yield a fresh temporary path beside ``target``; move it onto ``target`` only on success."""
+    """Yield a fresh temporary path beside ``target``; move it onto ``target`` only on success.
+
+    A ``target`` that exists and is not a regular file (a device, a FIFO, a directory) is
+    refused: renaming onto it would replace it."""
     require_directory(target.parent, flag)
+    require_regular_or_absent(target, flag)
     temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.partial"
     try:
         with temporary.open("xb"):  # can we write there at all? Say so naming the target, not this.

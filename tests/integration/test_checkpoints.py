@@ -4,8 +4,10 @@ every hash recomputed; and their signatures and inclusion proofs check without c
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -185,7 +187,7 @@ def test_a_grown_ledger_extends_its_checkpoint_and_proves_inclusion_to_outside_c
     assert check(tmp_path / "resized.txt", tmp_path / "proof.json").returncode != 0
 
 
-def test_a_checkpoint_by_another_key_or_of_another_ledger_proves_nothing(
+def test_a_checkpoint_by_another_key_or_of_another_ledger_does_not_verify(
     tmp_path: Path,
 ) -> None:
     _, env, _ = _ledger(tmp_path / "a", _history(10))
@@ -196,7 +198,7 @@ def test_a_checkpoint_by_another_key_or_of_another_ledger_proves_nothing(
     key = run_cxl(["checkpoint", "--public-key", "--to", str(tmp_path / "b.txt")], other_env)
     other_key = key.stdout.strip().splitlines()[-2]
     elsewhere = run_cxl(["verify", "--checkpoint", str(other), "--public-key", other_key], env)
-    assert elsewhere.returncode == 8 and "is of ledger" in elsewhere.stderr
+    assert elsewhere.returncode == 4 and "is of ledger" in elsewhere.stderr
     junk = tmp_path / "junk.txt"
     junk.write_text("hello\n")
     assert run_cxl(["verify", "--checkpoint", str(junk)], env).returncode == 8
@@ -267,9 +269,28 @@ def test_consume_publishes_signed_checkpoints_that_verify(
 def test_a_checkpoint_never_overwrites_the_ledgers_files(tmp_path: Path) -> None:
     settings, env, _ = _ledger(tmp_path, _history(5))
     before = Path(settings.store_url).read_bytes()
-    for target in (Path(settings.store_url), settings.checkpoint_key_path, settings.key_store_path):
+    key_wal = Path(f"{settings.key_store_path}-wal")
+    for target in (
+        Path(settings.store_url),
+        settings.checkpoint_key_path,
+        settings.key_store_path,
+        key_wal,
+    ):
         refused = run_cxl(["checkpoint", "--to", str(target)], env)
         assert refused.returncode == 2 and "would overwrite" in refused.stderr, refused.stderr
     assert Path(settings.store_url).read_bytes() == before
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    device = run_cxl(["checkpoint", "--to", str(fifo)], env)
+    assert device.returncode == 2 and "not a regular file" in device.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    kept = tmp_path / "kept.txt"
+    kept.write_text("evidence\n")
+    assert run_cxl(["checkpoint", "--to", str(kept)], env).returncode == 2
+    assert kept.read_text() == "evidence\n"
+    typo_key = run_cxl(["checkpoint", "--key", str(tmp_path / "typo.key")], env)
+    assert typo_key.returncode == 8 and not (tmp_path / "typo.key").exists()
+    directory = run_cxl(["verify", "--checkpoint", str(tmp_path)], env)
+    assert directory.returncode == 2 and "not a regular file" in directory.stderr
     typo = run_cxl(["checkpoint", "--to", str(tmp_path / "no" / "such" / "c.txt")], env)
     assert typo.returncode != 0 and not (tmp_path / "no").exists()
