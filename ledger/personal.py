@@ -109,15 +109,16 @@ class PersonalCipher:
         """``KeyStoreError`` unless the key store holds key ``kid`` for ``customer_id`` or has
         erased them (nothing to check when the stream holds no sealed field: ``kid`` None)."""
         keys = self.keys
-        if kid is None:
+        held = keys.held(customer_id)  # the hot path: every sealing batch, one dict lookup
+        if kid is None or (held is not None and held.kid == kid):
             return
-        key = keys.keys_for([customer_id], create=False).get(customer_id)
+        key = held or keys.keys_for([customer_id], create=False).get(customer_id)
         if (key.kid == kid) if key is not None else keys.is_erased(customer_id):
             return
-        held = "no key" if key is None else f"key {key.kid}"
+        found = "no key" if key is None else f"key {key.kid}"
         raise KeyStoreError(
             f"customer {customer_id!r} was sealed with data key {kid}, but the key store "
-            f"{keys.path} holds {held} for them and no erasure: CXL_KEY_STORE names another "
+            f"{keys.path} holds {found} for them and no erasure: CXL_KEY_STORE names another "
             "ledger's key store, or the key store was edited"
         )
 

@@ -85,12 +85,12 @@ class StoredRow:
 
 class SealingTransaction:
     """What a writer may do while it holds the store's write lock: backend-neutral queries over
-    the transaction's cursor (``mark`` is the backend's parameter placeholder)."""
+    the transaction's cursor (in the recorder's parameter placeholder)."""
 
-    def __init__(self, recorder: Any, cursor: Any, mark: str) -> None:
+    def __init__(self, recorder: Any, cursor: Any) -> None:
         self._recorder = recorder
         self._cursor = cursor
-        self._p = mark
+        self._p = recorder.param
         self._events = recorder.qualified(recorder.events_table_name)
         self._ids = recorder.qualified("cxl_event_ids")
         self._marks = recorder.qualified("cxl_source_marks")
@@ -448,7 +448,7 @@ class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
                 cursor = connection.cursor()
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
-                    yield SealingTransaction(self, cursor, "?")
+                    yield SealingTransaction(self, cursor)
                 except BaseException:
                     connection.rollback()
                     raise
@@ -531,7 +531,7 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
     def sealing(self) -> Iterator[SealingTransaction]:
         with self.datastore.transaction(commit=True) as cursor:
             self._lock_table(cursor)
-            yield SealingTransaction(self, cursor, "%s")
+            yield SealingTransaction(self, cursor)
 
     @_reconnecting
     def source_mark(self, name: str) -> SourceMark | None:
