@@ -42,6 +42,10 @@ class CheckpointPublisher:
         self.timeout_s = timeout_s
         self.published = 0
         self.last: Checkpoint | None = None
+        self.last_note: str | None = None
+        """The signed note of ``last``, as published."""
+        self.last_published_at: float | None = None
+        """When ``last`` was published (``time.time()``)."""
         self._covered = store.recorder.tree_size()
         self._at = time.monotonic()
         self._producer: KafkaProducer | None = None
@@ -75,8 +79,10 @@ class CheckpointPublisher:
             return 0
         size, root = self.store.tree_root(size)
         checkpoint = Checkpoint(self.store.origin, size, root)
-        self._send(checkpoint.origin, self.signer.sign(checkpoint))
+        note = self.signer.sign(checkpoint)
+        self._send(checkpoint.origin, note)
         self._covered, self._at, self.last = size, time.monotonic(), checkpoint
+        self.last_note, self.last_published_at = note, time.time()
         self.published += 1
         return 1
 

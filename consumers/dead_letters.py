@@ -160,3 +160,68 @@ class DeadLetterQueue:
                 p.error = exc
             except Exception as exc:  # a future that never settled, or any client failure
                 p.error = exc
+
+
+@dataclass(frozen=True)
+class DeadLetterPage:
+    """Dead letters of one partition from an offset on; ``next_offset`` continues after them."""
+
+    partition: int
+    rows: list[dict[str, Any]]
+    next_offset: int
+
+
+def read_dead_letters(
+    bootstrap: str, topic: str, partition: int, offset: int, limit: int, timeout_s: float
+) -> DeadLetterPage:
+    """Up to ``limit`` dead letters of ``topic``/``partition`` from ``offset`` on, each with its
+    reason, origin and value (UTF-8 text, or base64 when it is not), oldest first."""
+    import base64
+
+    from kafka import TopicPartition
+
+    from consumers.kafka_clients import make_consumer
+
+    consumer = make_consumer(bootstrap, timeout_s, max_poll_records=limit)
+    try:
+        tp = TopicPartition(topic, partition)
+        if partition not in (consumer.partitions_for_topic(topic) or set()):
+            return DeadLetterPage(partition, [], offset)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        rows: list[dict[str, Any]] = []
+        empty = 0
+        while len(rows) < limit and empty < 2:
+            polled = consumer.poll(timeout_ms=300, max_records=limit - len(rows)).get(tp, [])
+            empty = 0 if polled else empty + 1
+            for message in polled:
+                headers = {k: v.decode("utf-8", "replace") for k, v in message.headers or []}
+                try:
+                    value, encoding = message.value.decode("utf-8"), "utf-8"
+                except UnicodeDecodeError:
+                    value, encoding = base64.b64encode(message.value).decode("ascii"), "base64"
+                rows.append(
+                    {
+                        "partition": message.partition,
+                        "offset": message.offset,
+                        "reason": headers.get("cxl-reason", ""),
+                        "origin_topic": headers.get("cxl-origin-topic"),
+                        "origin_partition": _int_or_none(headers.get("cxl-origin-partition")),
+                        "origin_offset": _int_or_none(headers.get("cxl-origin-offset")),
+                        "truncated": headers.get("cxl-truncated") == "true",
+                        "key": None
+                        if message.key is None
+                        else message.key.decode("utf-8", "replace"),
+                        "value": value,
+                        "value_encoding": encoding,
+                    }
+                )
+        return DeadLetterPage(partition, rows, rows[-1]["offset"] + 1 if rows else offset)
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"cannot read {topic}: {describe(exc)}") from exc
+    finally:
+        consumer.close()
+
+
+def _int_or_none(text: str | None) -> int | None:
+    return int(text) if text is not None and text.lstrip("-").isdigit() else None

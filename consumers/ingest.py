@@ -54,10 +54,16 @@ class IngestStats:
     duplicates: int = 0
     erased: int = 0
     dead_lettered: int = 0
+    invalid: int = 0
+    """Records the contract refused (dead-lettered)."""
+    conflicts: int = 0
+    """Events whose ``event_id`` was sealed before with other content (dead-lettered)."""
     relayed: int = 0
     resets: int = 0
     checkpoints: int = 0
     anomalies: dict[str, int] = field(default_factory=dict)
+    lag: dict[int, int] = field(default_factory=dict)
+    """Per partition, records on the topic past the consumer's position, as of the last poll."""
     started: float = field(default_factory=time.monotonic)
 
     def add(self, report: SealReport) -> None:
@@ -74,11 +80,14 @@ class IngestStats:
             "duplicates",
             "erased",
             "dead_lettered",
+            "invalid",
+            "conflicts",
             "relayed",
             "resets",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self._add_anomalies(other.anomalies)
+        self.lag.update(other.lag)
 
     def _add_anomalies(self, anomalies: dict[str, int]) -> None:
         for name, count in anomalies.items():
@@ -152,6 +161,7 @@ class IngestConsumer:
         self.on_progress = on_progress
         self.stats = IngestStats()
         self.stop_requested = threading.Event()
+        self.draining = threading.Event()
         self._topic = settings.events_topic
         self._only = partitions
         self._epochs: dict[int, int] = {}
@@ -189,6 +199,7 @@ class IngestConsumer:
             for p in partitions:
                 self._position_partition(consumer, p, dead_letters, fresh_log=self.owns_broker)
             quiet = 0
+            lag_at = 0.0
             while not self.stop_requested.is_set():
                 polled = consumer.poll(timeout_ms=200, max_records=s.batch_size)
                 now = time.monotonic()
@@ -200,6 +211,9 @@ class IngestConsumer:
                         self._pending.setdefault(tp.partition, []).append((vouching, messages))
                         self._since.setdefault(tp.partition, now)
                 self._detect_resets(consumer, dead_letters)
+                if now - lag_at >= 1.0:
+                    self._measure_lag(consumer)
+                    lag_at = now
                 # A partition's records are sealed in batches of up to batch_size (one transaction,
                 # one fsync each), or sooner when the topic goes quiet or they have waited LINGER_S,
                 # once a metadata refresh after their arrival has vouched for the log's identity.
@@ -224,7 +238,8 @@ class IngestConsumer:
                     quiet = 0
                     continue
                 quiet += 1
-                if until_idle and quiet >= idle_polls and self._caught_up(consumer):
+                idle_ends = until_idle or self.draining.is_set()
+                if idle_ends and quiet >= idle_polls and self._caught_up(consumer):
                     break
             if self._pending:
                 self._identity.refresh_now(s.kafka_timeout_s)
@@ -244,6 +259,18 @@ class IngestConsumer:
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    def drain(self) -> None:
+        """Finish once every partition is caught up (as ``until_idle`` does), then return."""
+        self.draining.set()
+
+    def _measure_lag(self, consumer: KafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = consumer.position(tp, timeout_ms=0)
+            if highwater is not None and isinstance(position, int):
+                pending = sum(len(m) for _, m in self._pending.get(tp.partition, []))
+                self.stats.lag[tp.partition] = max(highwater - position + pending, 0)
 
     # -- positions and resets ------------------------------------------------------------------
 
@@ -436,3 +463,5 @@ class IngestConsumer:
         if not report.already_done:
             self.stats.add(report)
             self.stats.dead_lettered += len(batch.invalid) + len(report.rejected)
+            self.stats.invalid += len(batch.invalid)
+            self.stats.conflicts += len(report.rejected)

@@ -177,7 +177,7 @@ def publish_records(
                 continue
             key: bytes | None = event.customer_id.encode()
         else:
-            key = _key_of_unvalidated(record.value)
+            key = record.key if record.key is not None else _key_of_unvalidated(record.value)
         if deliveries.broker_failure is not None:
             raise broker_gone(deliveries.broker_failure)
         if not deliveries.wait_below(max_in_flight, settle_s):

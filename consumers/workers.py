@@ -27,7 +27,7 @@ from ledger.errors import CxlError
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 
-_COUNTERS = ("consumed", "sealed", "duplicates", "erased", "dead_lettered")
+_COUNTERS = ("consumed", "sealed", "duplicates", "erased", "dead_lettered", "invalid", "conflicts")
 
 
 class WorkerFailedError(CxlError):
@@ -47,7 +47,9 @@ def _worker(
     accept_reset: bool,
     until_idle: bool,
     stop: Any,
+    drain: Any,
     progress: Any,
+    lag: Any,
     results: Any,
     parent: int,
 ) -> None:
@@ -68,8 +70,12 @@ def _worker(
             def report(stats: IngestStats) -> None:
                 for i, name in enumerate(_COUNTERS):
                     progress[index * len(_COUNTERS) + i] = getattr(stats, name)
+                for partition, behind in stats.lag.items():
+                    lag[partition] = behind
                 if stop.is_set() or os.getppid() != parent:
                     consumer.stop()
+                if drain.is_set():
+                    consumer.drain()
 
             consumer.on_progress = report
             stats = consumer.run(until_idle=until_idle)
@@ -105,10 +111,15 @@ class ParallelIngest:
         self.on_progress = on_progress
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
+        self._drain = self._context.Event()
         self.stats = IngestStats()
 
     def stop(self) -> None:
         self._stop.set()
+
+    def drain(self) -> None:
+        """Let every worker finish once its partitions are caught up."""
+        self._drain.set()
 
     def run(self, store: LedgerStore, *, until_idle: bool = False) -> IngestStats:
         partitions = discover_partitions(self.settings, self.bootstrap)
@@ -116,6 +127,7 @@ class ParallelIngest:
             share for share in (partitions[i :: self.workers] for i in range(self.workers)) if share
         ]
         progress = self._context.Array("q", len(shares) * len(_COUNTERS), lock=False)
+        lag = self._context.Array("q", [-1] * (max(partitions, default=0) + 1), lock=False)
         results = self._context.Queue()
         processes = [
             self._context.Process(
@@ -130,7 +142,9 @@ class ParallelIngest:
                     self.accept_reset,
                     until_idle,
                     self._stop,
+                    self._drain,
                     progress,
+                    lag,
                     results,
                     os.getpid(),
                 ),
@@ -157,7 +171,7 @@ class ParallelIngest:
                 took = take_result(0.2)
                 if not took and not any(p.is_alive() for p in processes) and not take_result(2):
                     raise WorkerFailedError("an ingest worker died without a word (killed?)", 1)
-                self._publish_progress(progress, len(shares))
+                self._publish_progress(progress, len(shares), lag)
         finally:
             self._stop.set()
             for process in processes:
@@ -179,12 +193,13 @@ class ParallelIngest:
             self.on_progress(self.stats)
         return self.stats
 
-    def _publish_progress(self, progress: Any, workers: int) -> None:
+    def _publish_progress(self, progress: Any, workers: int, lag: Any) -> None:
         if self.relay is not None:
             self.stats.relayed += self.relay.publish_pending()
         if self.checkpoints is not None:
             self.stats.checkpoints += self.checkpoints.maybe_publish()
         for i, name in enumerate(_COUNTERS):
             setattr(self.stats, name, sum(progress[w * len(_COUNTERS) + i] for w in range(workers)))
+        self.stats.lag = {p: behind for p, behind in enumerate(lag) if behind >= 0}
         if self.on_progress is not None:
             self.on_progress(self.stats)

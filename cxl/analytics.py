@@ -15,6 +15,7 @@ from ledger.settings import Settings
 from projections.export import export_all, export_replay
 from projections.live import open_caught_up, replay
 from projections.manifest import build_manifest
+from projections.served import open_served, running_server
 from projections.sql import run_read_only
 from projections.targets import protected_files, refuse_protected, require_directory
 from projections.trust_gap import MEASURES, parse_dimensions, trust_gap
@@ -77,6 +78,13 @@ def _check_target(settings: Settings, target: Path) -> None:
 
 
 def _caught_up(settings: Settings) -> Any:
+    """The live projections with everything sealed applied; while ``cxl serve`` runs on this home,
+    its published copy once it covers everything sealed now (the server is their only writer)."""
+    server = running_server(settings.home)
+    if server is not None:
+        with open_store(settings, read_only=True) as store:
+            position = store.max_position()
+        return open_served(server, position)
     ticker = Ticker("projecting")
     with open_store(settings, read_only=True) as store, ticker.running():
         ensure_home(settings)  # the projections live there
@@ -247,9 +255,12 @@ def register(app: typer.Typer) -> None:
         if not query.strip():
             raise ConfigError("the SQL query is empty")
         settings = settings_of(ctx)
-        if database is None:
+        target = database
+        if target is None:
+            server = running_server(settings.home)
             _caught_up(settings).close()
-        emit_rows(run_read_only(database or settings.projections_path, query), fmt)
+            target = settings.projections_path if server is None else server.snapshot
+        emit_rows(run_read_only(target, query), fmt)
 
     @app.command()
     def export(

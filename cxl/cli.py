@@ -7,7 +7,6 @@ were processed) · 4 a hash chain does not verify · 5 Kafka unreachable · 6 a 
 
 from __future__ import annotations
 
-import base64
 import json
 import signal
 import sys
@@ -22,16 +21,15 @@ from eventsourcing.persistence import PersistenceError
 from rich.text import Text
 
 from consumers.broker import EmbeddedBroker
-from consumers.checkpoints import CheckpointPublisher
 from consumers.files import ingest_records
-from consumers.ingest import IngestConsumer, IngestStats
+from consumers.ingest import IngestStats
 from consumers.kafka_clients import make_producer
+from consumers.pipeline import IngestPipeline
 from consumers.publisher import publish_records
 from consumers.records import read_jsonl
 from consumers.relay import LedgerRelay
 from consumers.topics import ensure_topics
-from consumers.workers import ParallelIngest
-from cxl import analytics, checkpoints, erasure
+from cxl import analytics, checkpoints, erasure, serve
 from cxl.kafka_access import kafka_access
 from cxl.output import Format, Ticker, emit_rows, err, out, report_rejects
 from cxl.store_access import check_store_file, ensure_home, open_store
@@ -128,6 +126,25 @@ def root(
     checkpoints_topic: Annotated[
         str | None, typer.Option(help="Checkpoint topic [env CXL_CHECKPOINTS_TOPIC].")
     ] = None,
+    access_keys: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file of the HTTP API keys [env CXL_ACCESS_KEYS]."),
+    ] = None,
+    http_max_body_bytes: Annotated[
+        int | None,
+        typer.Option(help="Largest POST /v1/events body [env CXL_HTTP_MAX_BODY_BYTES]."),
+    ] = None,
+    http_max_events: Annotated[
+        int | None,
+        typer.Option(help="Most events per POST /v1/events [env CXL_HTTP_MAX_EVENTS]."),
+    ] = None,
+    serve_max_lag: Annotated[
+        int | None,
+        typer.Option(help="/readyz bound on projector lag, events [env CXL_SERVE_MAX_LAG]."),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="Server logs: text or json [env CXL_LOG_FORMAT].")
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     if ctx.invoked_subcommand is None:
@@ -151,6 +168,11 @@ def root(
             checkpoint_every=checkpoint_every,
             checkpoint_interval_s=checkpoint_interval,
             checkpoints_topic=checkpoints_topic,
+            access_keys=access_keys,
+            http_max_body_bytes=http_max_body_bytes,
+            http_max_events=http_max_events,
+            serve_max_lag=serve_max_lag,
+            log_format=log_format,
         ),
         debug=debug,
     )
@@ -317,9 +339,8 @@ def run_ingest(
     until_idle: bool,
     relay: bool,
 ) -> IngestStats:
-    """Ingest with ``settings.ingest_workers`` processes (in this one when 1), relaying from here."""
-    ledger_relay = LedgerRelay.for_settings(store, bootstrap, settings) if relay else None
-    publisher = CheckpointPublisher.for_settings(store, bootstrap, settings)
+    """Ingest with ``settings.ingest_workers`` processes (in this one when 1), relaying from here;
+    progress on stderr, SIGINT/SIGTERM stop it cleanly."""
     ticker = Ticker("consuming")
 
     def progress(s: IngestStats) -> None:
@@ -329,41 +350,18 @@ def run_ingest(
             f"{s.checkpoints:,} checkpoints, {s.rate:,.0f}/s"
         )
 
-    def finish(stats: IngestStats) -> IngestStats:
-        stats.checkpoints += publisher.maybe_publish(final=True)
-        return stats
-
-    try:
-        with ticker.running():
-            if settings.ingest_workers > 1:
-                parallel = ParallelIngest(
-                    settings,
-                    bootstrap,
-                    workers=settings.ingest_workers,
-                    owns_broker=owns_broker,
-                    accept_reset=accept_reset,
-                    relay=ledger_relay,
-                    checkpoints=publisher,
-                    on_progress=progress,
-                )
-                _install_stop_handlers(parallel.stop)
-                return finish(parallel.run(store, until_idle=until_idle))
-            consumer = IngestConsumer(
-                settings,
-                store,
-                bootstrap,
-                owns_broker=owns_broker,
-                accept_reset=accept_reset,
-                relay=ledger_relay,
-                checkpoints=publisher,
-                on_progress=progress,
-            )
-            _install_stop_handlers(consumer.stop)
-            return finish(consumer.run(until_idle=until_idle))
-    finally:
-        publisher.close()
-        if ledger_relay is not None:
-            ledger_relay.close()
+    pipeline = IngestPipeline(
+        settings,
+        store,
+        bootstrap,
+        owns_broker=owns_broker,
+        accept_reset=accept_reset,
+        relay=relay,
+        on_progress=progress,
+    )
+    _install_stop_handlers(pipeline.stop)
+    with ticker.running():
+        return pipeline.run(until_idle=until_idle)
 
 
 def _ingest_summary(stats: IngestStats) -> dict[str, Any]:
@@ -486,17 +484,8 @@ def verify(
                     ),
                 )
             )
-    root = base64.b64encode(report.root).decode()
-    row: dict[str, Any] = {
-        "ok": True,
-        "events": report.events,
-        "customers": report.customers,
-        "head_digest": report.head_digest,
-        "tree_root": root,
-    }
-    if report.checkpoint is not None:
-        row["checkpoint_size"] = report.checkpoint.size
-        row["consistency_proof"] = [base64.b64encode(h).decode() for h in report.consistency]
+    row = report.as_row()
+    root = row["tree_root"]
     if manifest is not None:
         row["projections_through_position"] = manifest["ledger"]["through_position"]
         row["projections_tables"] = len(manifest["tables"])
@@ -589,6 +578,7 @@ def demo(
 analytics.register(app)
 erasure.register(app)
 checkpoints.register(app)
+serve.register(app)
 
 
 def main() -> None:

@@ -113,14 +113,7 @@ def register(app: typer.Typer) -> None:
                 raise StoreError(f"the ledger holds no customer {customer!r}")
             forgotten = any(event.type == ERASED_TYPE for event in events)
             for event in events:
-                row: dict[str, Any] = {
-                    "seq": event.seq,
-                    "occurred_at": event.body["occurred_at"],
-                    "type": event.type,
-                    "event_id": event.event_id,
-                    "recorded_at": event.recorded_at,
-                    "hash": event.hash,
-                }
+                row = event.history_row()
                 if keys is not None:
                     body, erased = reveal(event.body, None if forgotten else keys)
                     fields = PERSONAL_FIELDS.get(event.type, ())

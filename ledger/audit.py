@@ -20,6 +20,7 @@ every chain head) is what an auditor records to detect that later.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,20 @@ class VerifyReport:
     """The checkpoint the ledger was proved to extend, if one was given."""
     consistency: list[bytes] = field(default_factory=list)
     """The consistency proof from ``checkpoint`` to the ledger (RFC 9162 §2.1.4)."""
+
+    def as_row(self) -> dict[str, Any]:
+        """What ``cxl verify --format json`` prints (and ``GET /v1/verify`` answers)."""
+        row: dict[str, Any] = {
+            "ok": True,
+            "events": self.events,
+            "customers": self.customers,
+            "head_digest": self.head_digest,
+            "tree_root": base64.b64encode(self.root).decode(),
+        }
+        if self.checkpoint is not None:
+            row["checkpoint_size"] = self.checkpoint.size
+            row["consistency_proof"] = [base64.b64encode(h).decode() for h in self.consistency]
+        return row
 
     def summary(self) -> str:
         """One line for a report's header: what was verified, and when."""

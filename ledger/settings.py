@@ -9,6 +9,7 @@ import os
 import pwd
 import re
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qs, urlparse
 
 from pydantic import Field, ValidationError, field_validator
@@ -63,6 +64,32 @@ class Settings(BaseSettings):
         description="…or this many seconds after the last one, when events were sealed since.",
     )
     checkpoints_topic: str = "cx.checkpoints"
+    access_keys: Path | None = Field(
+        default=None,
+        description="SQLite file of the HTTP API's keys (hashed); default HOME/access.sqlite.",
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address `cxl serve` listens on.")
+    http_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port `cxl serve` listens on (0: any free one)."
+    )
+    http_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Largest body `POST /v1/events` reads; larger is 413.",
+    )
+    http_max_events: int = Field(
+        default=1000, ge=1, le=100_000, description="Most events in one `POST /v1/events` body."
+    )
+    serve_max_lag: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000_000,
+        description="`/readyz` fails while the projections are more sealed events behind than this.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`cxl serve` logs: text lines, or JSON lines (one per request)."
+    )
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port[,host:port]; unset = embedded broker."
     )
@@ -108,6 +135,10 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.store or str(self.home / "ledger.sqlite")
+
+    @property
+    def access_keys_path(self) -> Path:
+        return self.access_keys or self.home / "access.sqlite"
 
     @property
     def key_store_path(self) -> Path:

@@ -159,6 +159,18 @@ class SealedEvent:
     stream_id: UUID
     stream_version: int
 
+    def history_row(self) -> dict[str, Any]:
+        """The event as ``cxl history --format json`` and ``GET /v1/customers/{id}/history``
+        list it (personal fields stay sealed)."""
+        return {
+            "seq": self.seq,
+            "occurred_at": self.body["occurred_at"],
+            "type": self.type,
+            "event_id": self.event_id,
+            "recorded_at": self.recorded_at,
+            "hash": self.hash,
+        }
+
 
 def _require_sqlite_ledger(path: Path) -> None:
     """Check, through a read-only connection, that ``path`` is a SQLite file with the ledger's

@@ -305,6 +305,23 @@ def write_report(
     """
     refuse_protected(to, protected)
     require_directory(to.parent)
+    document = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<title>cx-ledger report</title>"
+        f"<style>{CSS}</style></head><body>{report_body(con, as_of, known_at, source)}</body></html>"
+    )
+    with replaced_on_success(to) as temporary:
+        temporary.write_text(document, encoding="utf-8")
+
+
+def report_body(
+    con: duckdb.DuckDBPyConnection,
+    as_of: datetime,
+    known_at: datetime | None = None,
+    source: Provenance | None = None,
+) -> str:
+    """The report's content (header, figures, charts, tables) as HTML for a page styled by
+    ``CSS``: the file ``write_report`` writes, and the live dashboard, show the same."""
     overall = trust_gap(con, as_of, [], known_at)[0]
     complaints = complaint_summary(con, as_of, known_at)
     at = (con, as_of, known_at)
@@ -334,7 +351,11 @@ def write_report(
             if value is None
             else (f"{value:.1%}" if isinstance(value, float) and value <= 1 else f"{value:,}")
         )
-        return f"<div class='kpi'>{html.escape(label)}<b>{html.escape(shown)}</b></div>"
+        slug = "-".join(label.split()[:2]).strip("()")
+        return (
+            f"<div class='kpi' data-kpi='{html.escape(slug)}'>{html.escape(label)}"
+            f"<b>{html.escape(shown)}</b></div>"
+        )
 
     facts = [
         ("as of", as_of.isoformat()),
@@ -375,10 +396,4 @@ def write_report(
             f"<section id='{anchor}'><h2>{html.escape(title)}</h2><figure class='chart' data-chart='{anchor}'>"
             f"{svg}</figure><details><summary>numbers behind the chart</summary>{_table(rows)}</details></section>"
         )
-    document = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<title>cx-ledger report</title>"
-        f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"
-    )
-    with replaced_on_success(to) as temporary:
-        temporary.write_text(document, encoding="utf-8")
+    return "".join(body)

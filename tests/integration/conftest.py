@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -112,4 +113,37 @@ def run_cxl(
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[Any]:
+    """One ``cxl serve`` for the API tests of the session (its own home and topics)."""
+    from tests.integration.serve_helpers import serving
+
+    root = tmp_path_factory.mktemp("served")
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(
+        home=root / "home",
+        kafka_bootstrap=kafka_bootstrap,
+        events_topic=f"s-{suffix}.events",
+        ledger_topic=f"s-{suffix}.ledger",
+        dlq_topic=f"s-{suffix}.dlq",
+        checkpoints_topic=f"s-{suffix}.checkpoints",
+        partitions=3,
+        batch_size=500,
+        kek_file=root / "kek",
+    )
+    env = cxl_env(settings, CXL_INGEST_WORKERS="1")
+    with serving(env) as running:
+        yield running
+    delete_topics(
+        kafka_bootstrap,
+        [
+            settings.events_topic,
+            settings.ledger_topic,
+            settings.dlq_topic,
+            settings.checkpoints_topic,
+        ],
+        10,
     )

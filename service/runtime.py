@@ -1,0 +1,261 @@
+"""What ``cxl serve`` keeps running behind the HTTP server, each in its own thread.
+
+- the **ingest pipeline** (consume → seal, relay, checkpoints; ``consumers.pipeline``);
+- the **live projector**: the projections caught up continuously (not only when asked), and a
+  copy published for other processes after each change (``projections.served``);
+- the **verifier**: the whole ledger re-verified whenever it grew, at most every
+  ``VERIFY_EVERY_S``, so the dashboard and ``/v1/verify`` state what was last proved, and when.
+
+A component that fails records its error and sets ``failed``: the server then stops (exit
+non-zero) rather than serve figures that no longer move.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from consumers.checkpoints import CheckpointPublisher
+from consumers.ingest import IngestStats
+from consumers.pipeline import IngestPipeline
+from ledger.audit import verify_chains
+from ledger.errors import ChainBrokenError, CxlError, LedgerTamperedError
+from ledger.settings import Settings
+from ledger.store import LedgerStore
+from projections.follower import catch_up
+from projections.live import open_caught_up
+from projections.schema import applied_position
+from projections.served import SNAPSHOT_NAME, publish_snapshot
+
+log = logging.getLogger("cxl.serve")
+T = TypeVar("T")
+SHUTDOWN_WAIT_S = 30.0
+
+VERIFY_EVERY_S = 15.0
+PROJECT_EVERY_S = 0.25
+PUBLISH_EVERY_S = 1.0
+
+
+class Component:
+    """A named background thread; its first unexpected error is kept and reported."""
+
+    name = "component"
+
+    def __init__(self, stopping: threading.Event, on_failure: Callable[[Component], None]) -> None:
+        self.stopping = stopping
+        self.error: BaseException | None = None
+        self._on_failure = on_failure
+        self._thread = threading.Thread(target=self._guarded, name=f"cxl-{self.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _guarded(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:
+            self.error = exc
+            log.error("%s stopped: %s", self.name, exc)
+            self._on_failure(self)
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Ask the component to finish; ``stopping`` is shared and set by the service too."""
+
+
+class IngestComponent(Component):
+    """The ingest pipeline, built in its own thread (a SQLite connection stays in the thread
+    that opened it)."""
+
+    name = "ingest"
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        owns_broker: bool,
+        stopping: threading.Event,
+        on_failure: Callable[[Component], None],
+    ) -> None:
+        super().__init__(stopping, on_failure)
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.owns_broker = owns_broker
+        self.pipeline: IngestPipeline | None = None
+        self.started = threading.Event()
+
+    @property
+    def stats(self) -> IngestStats:
+        return IngestStats() if self.pipeline is None else self.pipeline.stats
+
+    @property
+    def checkpoints(self) -> CheckpointPublisher | None:
+        return None if self.pipeline is None else self.pipeline.checkpoints
+
+    def run(self) -> None:
+        with LedgerStore.for_settings(self.settings) as store:
+            self.pipeline = IngestPipeline(
+                self.settings, store, self.bootstrap, owns_broker=self.owns_broker
+            )
+            self.started.set()
+            if not self.stopping.is_set():
+                self.pipeline.run()
+        if not self.stopping.is_set():
+            raise CxlError("the ingest consumer returned without being asked to stop")
+
+    def stop(self) -> None:
+        """With a broker of its own (memory only), seal everything accepted before it goes:
+        drain the events topic first, and stop outright only if that takes too long."""
+        self.started.wait(SHUTDOWN_WAIT_S)
+        if self.pipeline is None:
+            return
+        if self.owns_broker:
+            self.pipeline.drain()
+            if self.join(SHUTDOWN_WAIT_S):
+                return
+            log.error("the events topic did not drain within %.0f s; stopping", SHUTDOWN_WAIT_S)
+        self.pipeline.stop()
+
+
+class LedgerReader:
+    """The ledger, read-only, for request handlers: one thread owns the connection and runs
+    each question in turn."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxl-ledger-reader")
+        self._store: LedgerStore | None = None
+        self._settings = settings
+
+    def ask(self, question: Callable[[LedgerStore], T]) -> T:
+        return self._pool.submit(self._answer, question).result()
+
+    def _answer(self, question: Callable[[LedgerStore], T]) -> T:
+        if self._store is None:
+            self._store = LedgerStore.for_settings(self._settings, read_only=True)
+        return question(self._store)
+
+    def close(self) -> None:
+        def closing() -> None:
+            if self._store is not None:
+                self._store.close()
+
+        self._pool.submit(closing).result()
+        self._pool.shutdown()
+
+
+class LiveProjector(Component):
+    """Owns the projections' only read-write connection; readers get cursors of it."""
+
+    name = "projector"
+
+    def __init__(
+        self, settings: Settings, stopping: threading.Event, on_failure: Callable[[Component], None]
+    ) -> None:
+        super().__init__(stopping, on_failure)
+        self.settings = settings
+        self.position = 0
+        self.ledger_position = 0
+        self.caught_up_at: datetime | None = None
+        self.ready = threading.Event()
+        self._con: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def lag(self) -> int:
+        """Sealed events not yet in the projections."""
+        return max(self.ledger_position - self.position, 0)
+
+    def cursor(self) -> Any:
+        """A connection of one's own to the live projections (close it when done)."""
+        with self._lock:
+            if self._con is None:
+                raise CxlError("the projections are not open yet; try again in a moment")
+            return self._con.cursor()
+
+    def run(self) -> None:
+        snapshot = self.settings.home / SNAPSHOT_NAME
+        with LedgerStore.for_settings(self.settings, read_only=True) as store:
+            con = open_caught_up(
+                self.settings.projections_path,
+                store,
+                on_rebuild=lambda why: log.info("rebuilding the projections: %s", why),
+            )
+            with self._lock:
+                self._con = con
+            try:
+                published = -1
+                published_at = 0.0
+                while True:
+                    catch_up(con, store)
+                    self.position = applied_position(con)
+                    self.ledger_position = max(store.max_position(), self.position)
+                    self.caught_up_at = datetime.now(UTC)
+                    now = time.monotonic()
+                    if self.position != published and now - published_at >= PUBLISH_EVERY_S:
+                        publish_snapshot(con, snapshot)
+                        published, published_at = self.position, now
+                    self.ready.set()
+                    if self.stopping.wait(PROJECT_EVERY_S):
+                        break
+            finally:
+                with self._lock:
+                    self._con = None
+                con.close()
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of the last verification of the whole ledger."""
+
+    ok: bool
+    at: datetime
+    position: int
+    row: dict[str, Any] | None
+    summary: str
+
+
+class LedgerVerifier(Component):
+    name = "verifier"
+
+    def __init__(
+        self, settings: Settings, stopping: threading.Event, on_failure: Callable[[Component], None]
+    ) -> None:
+        super().__init__(stopping, on_failure)
+        self.settings = settings
+        self.last: Verification | None = None
+
+    def run(self) -> None:
+        with LedgerStore.for_settings(self.settings, read_only=True) as store:
+            verified = -1
+            while not self.stopping.is_set():
+                position = store.max_position()
+                if position != verified:
+                    self.last = self._verify(store, position)
+                    verified = position
+                if self.stopping.wait(VERIFY_EVERY_S):
+                    break
+
+    def _verify(self, store: LedgerStore, position: int) -> Verification:
+        at = datetime.now(UTC)
+        try:
+            report = verify_chains(store)
+        except (ChainBrokenError, LedgerTamperedError) as exc:
+            log.error("cxl verify FAILED: %s", exc)
+            return Verification(False, at, position, None, f"cxl verify FAILED: {exc}")
+        return Verification(True, at, report.events, report.as_row(), report.summary())
