@@ -296,12 +296,13 @@ def _add_schemas(app: FastAPI) -> None:
         variants = []
         for name, schema in json_schemas().items():
             key = "Event_" + name.removesuffix(".json").replace(".", "_")
-            schema = {k: v for k, v in schema.items() if k not in ("$schema", "$id")}
-            for def_name, definition in schema.pop("$defs", {}).items():
-                components[def_name] = definition
-            components[key] = json.loads(
-                json.dumps(schema).replace('"#/$defs/', '"#/components/schemas/')
+            schema = json.loads(
+                json.dumps(
+                    {k: v for k, v in schema.items() if k not in ("$schema", "$id")}
+                ).replace('"#/$defs/', '"#/components/schemas/')
             )
+            components.update(schema.pop("$defs", {}))
+            components[key] = schema
             variants.append({"$ref": f"#/components/schemas/{key}"})
         components["Event"] = {"oneOf": variants}
         components["Error"] = {

@@ -65,7 +65,9 @@ def split_items(body: bytes, max_items: int) -> list[bytes]:
     if text.startswith("\ufeff"):
         raise BodyError("the body starts with a byte order mark (U+FEFF); send plain UTF-8 JSON")
     if text[start : start + 1] == "{":
-        _span(text, start)
+        end = _span(text, start)
+        if text[end:].strip(_BLANK):
+            raise BodyError(f"not valid JSON at character {end}: more after the event")
         return [body]
     if text[start : start + 1] != "[":
         raise BodyError("the body must be a JSON object (one event) or an array of events")

@@ -25,7 +25,12 @@ from consumers.checkpoints import CheckpointPublisher
 from consumers.ingest import IngestStats
 from consumers.pipeline import IngestPipeline
 from ledger.audit import verify_chains
-from ledger.errors import ChainBrokenError, CxlError, LedgerTamperedError
+from ledger.errors import (
+    BrokerUnavailableError,
+    ChainBrokenError,
+    CxlError,
+    LedgerTamperedError,
+)
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections.follower import catch_up
@@ -36,6 +41,7 @@ from projections.served import SNAPSHOT_NAME, publish_snapshot
 log = logging.getLogger("cxl.serve")
 T = TypeVar("T")
 SHUTDOWN_WAIT_S = 30.0
+RETRY_S = 5.0
 
 VERIFY_EVERY_S = 15.0
 PROJECT_EVERY_S = 0.25
@@ -99,6 +105,7 @@ class IngestComponent(Component):
         self.owns_broker = owns_broker
         self.pipeline: IngestPipeline | None = None
         self.started = threading.Event()
+        self.broker_error: str | None = None
 
     @property
     def stats(self) -> IngestStats:
@@ -109,15 +116,24 @@ class IngestComponent(Component):
         return None if self.pipeline is None else self.pipeline.checkpoints
 
     def run(self) -> None:
+        """Run the pipeline; when the broker goes away, say so (``broker_error``, not ready) and
+        start again every ``RETRY_S`` until it answers: a service outlives a broker outage."""
         with LedgerStore.for_settings(self.settings) as store:
-            self.pipeline = IngestPipeline(
-                self.settings, store, self.bootstrap, owns_broker=self.owns_broker
-            )
-            self.started.set()
-            if not self.stopping.is_set():
-                self.pipeline.run()
-        if not self.stopping.is_set():
-            raise CxlError("the ingest consumer returned without being asked to stop")
+            while not self.stopping.is_set():
+                self.pipeline = IngestPipeline(
+                    self.settings, store, self.bootstrap, owns_broker=self.owns_broker
+                )
+                self.started.set()
+                try:
+                    self.pipeline.run()
+                except BrokerUnavailableError as exc:
+                    self.broker_error = str(exc)
+                    log.error("ingest: %s; retrying in %.0f s", exc, RETRY_S)
+                    self.stopping.wait(RETRY_S)
+                    continue
+                self.broker_error = None
+                if not self.stopping.is_set():
+                    raise CxlError("the ingest consumer returned without being asked to stop")
 
     def stop(self) -> None:
         """With a broker of its own (memory only), seal everything accepted before it goes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ import uvicorn
 
 from consumers.topics import ensure_topics
 from cxl.kafka_access import kafka_access
-from ledger.errors import CxlError
+from ledger.errors import ConfigError, CxlError
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections.served import ServingLock
@@ -128,9 +129,13 @@ class Service:
         host, _, port = first.rpartition(":")
         try:
             wait_for_port(host or "127.0.0.1", int(port), 1.0)
-            checks["broker"] = {"ok": self.ingest.alive, "bootstrap": self.bootstrap}
+            problem = self.ingest.broker_error
+            checks["broker"] = {"ok": self.ingest.alive and problem is None}
+            if problem is not None:
+                checks["broker"]["error"] = problem
         except CxlError as exc:
             checks["broker"] = {"ok": False, "error": str(exc)}
+        checks["broker"]["bootstrap"] = self.bootstrap
         lag = max(position - self.projector.position, 0)
         checks["projections"] = {
             "ok": self.projector.ready.is_set() and lag <= self.settings.serve_max_lag,
@@ -151,6 +156,7 @@ def serve(settings: Settings, say: Callable[[str], None]) -> int:
     with ExitStack() as stack:
         lock.acquire("starting")
         stack.callback(lock.release)
+        listening = stack.enter_context(_listen(settings.http_host, settings.http_port))
         kafka = stack.enter_context(kafka_access(settings, may_embed=True))
         ensure_topics(kafka.bootstrap, settings.topics, settings.kafka_timeout_s)
         LedgerStore.for_settings(settings).close()  # created (or checked) before anyone reads it
@@ -180,12 +186,7 @@ def serve(settings: Settings, say: Callable[[str], None]) -> int:
         # ingest has committed.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
-        server.run()
-        if not server.started:
-            raise CxlError(
-                f"could not listen on {settings.http_host}:{settings.http_port} (in use?); "
-                "choose another with --port"
-            )
+        server.run(sockets=[listening])
     if service.failure is not None and service.failure.error is not None:
         error = service.failure.error
         if isinstance(error, CxlError):
@@ -209,3 +210,20 @@ def _announce(
     url = f"http://{host}:{port}"
     lock.announce(url)
     say(f"serving on {url} (dashboard {url}/, OpenAPI {url}/openapi.json); Kafka at {bootstrap}")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts: a port in use is said at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {reason} (CXL_HTTP_HOST/--host, CXL_HTTP_PORT/--port)"
+        ) from None
+    return sock

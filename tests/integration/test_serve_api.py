@@ -388,3 +388,47 @@ def test_sigterm_on_the_embedded_broker_seals_everything_accepted_and_exits_0(
     done = run_cxl(["verify", "--format", "json"], env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["events"] == 3000
+
+
+def test_a_broker_outage_is_503_with_retry_after_and_the_server_lives_on(tmp_path: Path) -> None:
+    from consumers.broker import EmbeddedBroker
+
+    with EmbeddedBroker(log_dir=tmp_path) as broker:
+        settings = Settings(
+            home=tmp_path / "home",
+            kafka_bootstrap=broker.bootstrap,
+            kek_file=tmp_path / "kek",
+            partitions=2,
+        )
+        env = cxl_env(settings, CXL_INGEST_WORKERS="1", CXL_KAFKA_TIMEOUT_S="2")
+        with serving(env) as running:
+            with running.writes() as client:
+                assert post(client, [_promise("c-outage")]).status_code == 202
+            broker.stop()
+            with running.writes() as client:
+                answer = post(client, [_promise("c-outage")])
+            assert answer.status_code == 503, answer.text
+            assert int(answer.headers["Retry-After"]) >= 1
+            with running.client() as client:
+                assert client.get("/healthz").status_code == 200
+                deadline = time.monotonic() + 30
+                while (ready := client.get("/readyz")).status_code == 200:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+            assert ready.json()["broker"]["ok"] is False
+            code = stop(running)
+    assert code == 0, "".join(running.log)
+
+
+def test_a_port_in_use_or_a_second_server_on_one_home_is_one_line(
+    served: Served, tmp_path: Path
+) -> None:
+    port = served.url.rsplit(":", 1)[1]
+    elsewhere = {**served.env, "CXL_HOME": str(tmp_path / "other")}
+    taken = run_cxl(["serve", "--port", port], elsewhere, timeout=60)
+    assert taken.returncode == 2, taken.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+    assert len(taken.stderr.strip().splitlines()) == 1
+    second = run_cxl(["serve", "--port", "0"], served.env, timeout=60)
+    assert second.returncode != 0
+    assert "another cxl serve runs" in second.stderr and served.url in second.stderr
