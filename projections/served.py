@@ -1,18 +1,21 @@
 """Projections while ``cxl serve`` runs: one writer, any number of readers.
 
 DuckDB lets one process write a file. While the server runs it is that process: it keeps
-``projections.duckdb`` caught up continuously and, after each change, publishes a complete copy,
+``projections.duckdb`` caught up continuously and, when a reader asks (or every 30 s), publishes a complete copy,
 ``projections.served.duckdb``, by building it under a temporary name and renaming it into place —
 a reader opening it sees one consistent state, never a half-written one. Other terminals' read
 commands (``cxl gap``, ``explain``, ``sql``, ``report``, ``export``) find the server by the lock it
-holds on ``serve.lock`` in ``CXL_HOME`` and read that copy instead of the live file.
+holds on ``serve.lock`` in ``CXL_HOME``, ask it for a copy covering everything sealed so far
+(SIGUSR1: a reader writes nothing), and read that copy instead of the live file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -132,7 +135,11 @@ def open_served(
     ``ProjectionsError`` when the server has not caught up within ``wait_s``."""
     deadline = time.monotonic() + wait_s
     seen = -1
+    asked_at = 0.0
     while True:
+        if time.monotonic() - asked_at >= 1.0:
+            _ask_for_copy(server)
+            asked_at = time.monotonic()
         if server.snapshot.exists():
             con = connect(server.snapshot, read_only=True)
             seen = applied_position(con)
@@ -145,3 +152,11 @@ def open_served(
                 f"{max(seen, 0):,} of {position:,} after {wait_s:.0f} s; check its /readyz"
             )
         time.sleep(0.1)
+
+
+def _ask_for_copy(server: RunningServer) -> None:
+    """SIGUSR1 asks the server for a fresh copy (nothing is written to ask); without the right
+    to signal it, the reader waits for the periodic one."""
+    if server.pid > 0:
+        with contextlib.suppress(OSError):
+            os.kill(server.pid, signal.SIGUSR1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import sqlite3
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from ledger.errors import ConfigError, CxlError
 from ledger.private_files import create_private
@@ -68,6 +70,7 @@ class AccessKeys:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._local = threading.local()
 
     def _connect(self, *, create: bool = False) -> sqlite3.Connection:
         if create and not self.path.exists():
@@ -135,23 +138,45 @@ class AccessKeys:
         return next(k for k in self.list() if k.id == key_id)
 
     def authenticate(self, presented: str) -> ApiKey | None:
-        """The live key ``presented`` is, or None (malformed, unknown, wrong secret, revoked)."""
+        """The live key ``presented`` is, or None (malformed, unknown, wrong secret, revoked).
+
+        Each thread keeps a read-only connection, reopened when the file was replaced; every call
+        reads the row again, so a revocation counts from the next request."""
         match = _KEY.fullmatch(presented)
-        if match is None or not self.path.exists():
+        if match is None:
             return None
         key_id, secret = match.groups()
-        con = self._connect()
+        con = self._lookup_connection()
+        if con is None:
+            return None
         try:
             row = con.execute(
                 "SELECT id, source, can_read, rate_per_s, created_at, revoked_at, secret_sha256 "
                 "FROM api_keys WHERE id = ?",
                 (key_id,),
             ).fetchone()
-        finally:
-            con.close()
+        except sqlite3.Error as exc:
+            raise AccessKeyError(f"{self.path}: cannot read the API keys ({exc})") from exc
         if row is None or row[5] is not None or not hmac.compare_digest(row[6], _digest(secret)):
             return None
         return ApiKey(row[0], row[1], bool(row[2]), row[3], row[4], row[5])
+
+    def _lookup_connection(self) -> sqlite3.Connection | None:
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        identity = (status.st_dev, status.st_ino)
+        cached = getattr(self._local, "lookup", None)
+        if cached is not None and cached[0] == identity:
+            return cast(sqlite3.Connection, cached[1])
+        if cached is not None:
+            cached[1].close()
+        con = sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5, check_same_thread=True
+        )
+        self._local.lookup = (identity, con)
+        return con
 
 
 class RateLimiter:

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -158,7 +157,3 @@ def exposition(registry: CollectorRegistry) -> bytes:
     from prometheus_client.exposition import generate_latest
 
     return generate_latest(registry)
-
-
-def as_any(value: Any) -> Any:
-    return value

@@ -2,7 +2,7 @@
 
 - the **ingest pipeline** (consume → seal, relay, checkpoints; ``consumers.pipeline``);
 - the **live projector**: the projections caught up continuously (not only when asked), and a
-  copy published for other processes after each change (``projections.served``);
+  copy published for other processes when they ask (``projections.served``);
 - the **verifier**: the whole ledger re-verified whenever it grew, at most every
   ``VERIFY_EVERY_S``, so the dashboard and ``/v1/verify`` state what was last proved, and when.
 
@@ -43,9 +43,9 @@ T = TypeVar("T")
 SHUTDOWN_WAIT_S = 30.0
 RETRY_S = 5.0
 
-VERIFY_EVERY_S = 15.0
-PROJECT_EVERY_S = 0.25
-PUBLISH_EVERY_S = 1.0
+VERIFY_EVERY_S = 120.0
+PROJECT_EVERY_S = 1.0
+PUBLISH_EVERY_S = 30.0
 
 
 class Component:
@@ -176,7 +176,10 @@ class LedgerReader:
 
 
 class LiveProjector(Component):
-    """Owns the projections' only read-write connection; readers get cursors of it."""
+    """Keeps the projections caught up (every ``PROJECT_EVERY_S``) through their only read-write
+    connection; request handlers get cursors of it. The copy for other processes is published
+    when one of them asks (``copy_wanted``) and at most ``PUBLISH_EVERY_S`` apart otherwise: a
+    copy costs a pass over the whole file."""
 
     name = "projector"
 
@@ -189,6 +192,8 @@ class LiveProjector(Component):
         self.ledger_position = 0
         self.caught_up_at: datetime | None = None
         self.ready = threading.Event()
+        self.copy_wanted = threading.Event()
+        """Set (on SIGUSR1, from a reader in another process) to publish a fresh copy now."""
         self._con: Any = None
         self._lock = threading.Lock()
 
@@ -223,9 +228,15 @@ class LiveProjector(Component):
                     self.ledger_position = max(store.max_position(), self.position)
                     self.caught_up_at = datetime.now(UTC)
                     now = time.monotonic()
-                    if self.position != published and now - published_at >= PUBLISH_EVERY_S:
+                    asked = self.copy_wanted.is_set()
+                    if self.position != published and (
+                        asked or now - published_at >= PUBLISH_EVERY_S
+                    ):
+                        self.copy_wanted.clear()
                         publish_snapshot(con, snapshot)
                         published, published_at = self.position, now
+                    elif asked:
+                        self.copy_wanted.clear()
                     self.ready.set()
                     if self.stopping.wait(PROJECT_EVERY_S):
                         break

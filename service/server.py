@@ -186,6 +186,7 @@ def serve(settings: Settings, say: Callable[[str], None]) -> int:
         # ingest has committed.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
+        signal.signal(signal.SIGUSR1, lambda *_: service.projector.copy_wanted.set())
         server.run(sockets=[listening])
     if service.failure is not None and service.failure.error is not None:
         error = service.failure.error
@@ -217,6 +218,9 @@ def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Inherited by accepted connections: without it a keep-alive response waits ~40 ms for the
+    # client's delayed ACK (measured: 44 ms a request instead of 2.5).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
         sock.listen(2048)
