@@ -2,7 +2,8 @@
 
     python -m bench [--quick] [--ingest-events 200000] [--store sqlite|postgres] [--workers N]
                     [--projection-events 1000000] [--promises 10000000]
-                    [--erasure-events 100000] [--forget-history 10000] [--output bench/RESULTS.md]
+                    [--erasure-events 100000] [--forget-history 10000] [--http-events 50000]
+                    [--output bench/RESULTS.md]
 
 Defaults are the README's sizes; ``--quick`` runs small sizes to check that everything works (its
 figures mean little: do not publish them). Each figure is listed with its unit, target (README,
@@ -21,7 +22,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import erasure, ingest, projections
+from bench import erasure, http_ingest, ingest, projections
 from bench.figures import Figure, format_value
 
 QUICK = {
@@ -30,6 +31,7 @@ QUICK = {
     "promises": 500_000,
     "erasure_events": 10_000,
     "forget_history": 1_000,
+    "http_events": 5_000,
 }
 DEFAULT_OUTPUT = Path(__file__).with_name("RESULTS.md")
 
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--promises", type=int, default=10_000_000)
     parser.add_argument("--erasure-events", type=int, default=100_000)
     parser.add_argument("--forget-history", type=int, default=10_000)
+    parser.add_argument("--http-events", type=int, default=50_000)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     if args.quick:
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     figures += projections.run(args.projection_events, args.promises)
     print()
     figures += erasure.run(args.erasure_events, args.forget_history)
+    print()
+    figures += http_ingest.run(args.http_events)
     seconds = time.perf_counter() - started
     settings: dict[str, object] = {
         "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
@@ -138,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         "promises": f"{args.promises:,}",
         "erasure events": f"{args.erasure_events:,}",
         "forget history": f"{args.forget_history:,}",
+        "HTTP events": f"{args.http_events:,} (4 client threads)",
     }
     if args.quick:
         settings["note"] = "quick run: sizes too small for the figures to mean anything"

@@ -101,9 +101,7 @@ def _post_all(url: str, key: str, bodies: list[bytes], clients: int) -> tuple[fl
         transport = httpx.HTTPTransport(
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
         )
-        with httpx.Client(
-            base_url=url, headers=headers, timeout=60, transport=transport
-        ) as client:
+        with httpx.Client(base_url=url, headers=headers, timeout=60, transport=transport) as client:
             for body in share:
                 started = time.perf_counter()
                 answer = client.post("/v1/events", content=body)

@@ -152,8 +152,12 @@ def publish_records(
     timeout_s: float = 10.0,
     on_progress: Callable[[int], None] | None = None,
     max_in_flight: int = MAX_IN_FLIGHT,
+    shared: bool = False,
 ) -> PublishReport:
     """Send every valid record (every record with ``validate=False``) and confirm each delivery.
+
+    ``shared``: other threads send through ``producer`` too; only this call's records are waited
+    for, not a flush of everything.
 
     Returns the report when the broker answered for every record sent (some may have been
     refused: ``report.undelivered``). Raises ``BrokerUnavailableError`` when the broker stopped
@@ -193,11 +197,16 @@ def publish_records(
         deliveries.track(future, record.origin)
         if on_progress is not None and offered % 10_000 == 0:
             on_progress(deliveries.delivered)
-    try:
-        producer.flush(timeout=settle_s)
-    except KafkaError as exc:
-        raise broker_gone(exc) from exc
-    if not deliveries.wait_below(1, 5.0):
+    if shared:
+        # Others' records share the producer: wait for ours only (sent within linger_ms).
+        settled = deliveries.wait_below(1, settle_s)
+    else:
+        try:
+            producer.flush(timeout=settle_s)
+        except KafkaError as exc:
+            raise broker_gone(exc) from exc
+        settled = deliveries.wait_below(1, 5.0)
+    if not settled:
         raise broker_gone(KafkaTimeoutError("no acknowledgement within the delivery timeout"))
     if deliveries.broker_failure is not None:
         raise broker_gone(deliveries.broker_failure)

@@ -165,6 +165,7 @@ class EventIntake:
                 self.topic,
                 validate=False,
                 timeout_s=self.timeout_s,
+                shared=True,
             )
         except BrokerUnavailableError:
             self._discard(producer)
