@@ -11,6 +11,7 @@ import typer
 from cxl.output import Format, Ticker, emit_rows, err, out
 from cxl.store_access import ensure_home, open_store
 from ledger.errors import ChainBrokenError, ConfigError, CxlError, LedgerTamperedError
+from ledger.instants import parse_instant
 from ledger.settings import Settings
 from projections.export import export_all, export_replay
 from projections.live import open_caught_up, replay
@@ -36,21 +37,6 @@ KnownAt = Annotated[
         "knew then (default: everything sealed).",
     ),
 ]
-
-
-def parse_instant(text: str | None, flag: str = "--as-of") -> datetime:
-    if text is None or text == "now":
-        return datetime.now(UTC)
-    try:
-        instant = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"{flag} {text!r} is not an RFC 3339 timestamp (e.g. 2026-06-30T23:59:59Z)"
-        ) from None
-    if instant.tzinfo is None:
-        example = text if "T" in text else f"{text}T00:00:00"
-        raise ConfigError(f"{flag} {text!r} needs a UTC offset, e.g. {example}Z or {example}+02:00")
-    return instant
 
 
 def parse_known_at(text: str | None) -> datetime | None:

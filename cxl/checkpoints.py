@@ -3,12 +3,11 @@ keeps, and what proves the ledger against it."""
 
 from __future__ import annotations
 
-import base64
 import os
 import stat
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import typer
@@ -16,7 +15,6 @@ import typer
 from cxl.analytics import protected, settings_of
 from cxl.output import out
 from cxl.store_access import open_store
-from ledger.audit import require_same_ledger
 from ledger.checkpoint import (
     Checkpoint,
     CheckpointSigner,
@@ -24,8 +22,8 @@ from ledger.checkpoint import (
     parse_verifier_key,
     verifier_key,
 )
-from ledger.errors import CheckpointError, ConfigError, LedgerTamperedError, StoreError
-from ledger.merkle import inclusion_path, leaf_hash, verify_inclusion
+from ledger.errors import CheckpointError, ConfigError
+from ledger.proofs import b64, inclusion_proof, signed_checkpoint
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from projections.targets import (
@@ -50,13 +48,6 @@ PublicKeyOption = Annotated[
         "CXL_CHECKPOINT_KEY.",
     ),
 ]
-
-
-def signed_checkpoint(store: LedgerStore, signer: CheckpointSigner) -> tuple[Checkpoint, str]:
-    """The checkpoint of the store's tree as it is now, and its signed note."""
-    size, root = store.tree_root()
-    checkpoint = Checkpoint(store.origin, size, root)
-    return checkpoint, signer.sign(checkpoint)
 
 
 def read_checkpoint(
@@ -125,67 +116,6 @@ def _write_note(target: Path, note: str, *, force: bool) -> None:
         raise ConfigError(f"--to {target}: {exc.strerror or exc}") from exc
 
 
-def inclusion_proof(
-    store: LedgerStore, event_id: str, checkpoint: Checkpoint | None
-) -> dict[str, Any]:
-    """The RFC 9162 inclusion proof of a sealed event in the tree of ``checkpoint`` (or of the
-    whole ledger now), checked before it is returned."""
-    customer_id = _customer_of(store, event_id)
-    sealed = next((e for e in store.stream(customer_id) if e.event_id == event_id), None)
-    position = None if sealed is None else store.recorder.position_of(customer_id, sealed.seq + 1)
-    if sealed is None or position is None:
-        raise StoreError(f"the ledger holds no sealed event {event_id!r}")
-    leaf = store.recorder.sealed_through(position) - 1
-    if checkpoint is not None:
-        require_same_ledger(store, checkpoint)
-    size, root = store.tree_root(None if checkpoint is None else checkpoint.size)
-    if checkpoint is not None:
-        if leaf >= checkpoint.size:
-            raise StoreError(
-                f"event {event_id} was sealed after the checkpoint (leaf {leaf:,}; the checkpoint "
-                f"covers {checkpoint.size:,})"
-            )
-        if root != checkpoint.root:
-            raise LedgerTamperedError(
-                None,
-                f"the ledger's first {checkpoint.size:,} events are not those the checkpoint "
-                "signed (run `cxl verify --checkpoint`)",
-                place="checkpoint",
-            )
-    path = inclusion_path(store.tree_node, leaf, size)
-    leaf_digest = leaf_hash(bytes.fromhex(sealed.hash))
-    if not verify_inclusion(leaf_digest, leaf, size, path, root):
-        raise LedgerTamperedError(
-            None,
-            f"event {event_id} is not at leaf {leaf:,} of the Merkle tree (run `cxl verify`)",
-            place="Merkle tree",
-        )
-    return {
-        "origin": store.origin,
-        "event_id": event_id,
-        "customer_id": sealed.customer_id,
-        "seq": sealed.seq,
-        "position": position,
-        "seal_hash": sealed.hash,
-        "leaf_index": leaf,
-        "tree_size": size,
-        "leaf_hash": _b64(leaf_digest),
-        "root_hash": _b64(root),
-        "inclusion_path": [_b64(h) for h in path],
-    }
-
-
-def _customer_of(store: LedgerStore, event_id: str) -> str:
-    customer_id = store.recorder.customer_of(event_id)
-    if customer_id is None:
-        raise StoreError(f"the ledger holds no sealed event {event_id!r}")
-    return customer_id
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
 def register(app: typer.Typer) -> None:
     @app.command()
     def checkpoint(
@@ -223,7 +153,7 @@ def register(app: typer.Typer) -> None:
             point, note = signed_checkpoint(store, signer)
         target = to or settings.home / "checkpoints" / f"checkpoint-{point.size}.txt"
         _write_note(target, note, force=force)
-        out.print(f"checkpoint of {point.size:,} events, root {_b64(point.root)}")
+        out.print(f"checkpoint of {point.size:,} events, root {b64(point.root)}")
         if public_key:
             out.print(verifier_key(point.origin, signer.public))
         out.print(str(target))

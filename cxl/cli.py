@@ -23,6 +23,7 @@ from rich.text import Text
 from consumers.broker import EmbeddedBroker
 from consumers.files import ingest_records
 from consumers.ingest import IngestStats
+from consumers.kafka_access import kafka_access
 from consumers.kafka_clients import make_producer
 from consumers.pipeline import IngestPipeline
 from consumers.publisher import publish_records
@@ -30,7 +31,6 @@ from consumers.records import read_jsonl
 from consumers.relay import LedgerRelay
 from consumers.topics import ensure_topics
 from cxl import analytics, checkpoints, erasure, serve
-from cxl.kafka_access import kafka_access
 from cxl.output import Format, Ticker, emit_rows, err, out, report_rejects
 from cxl.store_access import check_store_file, ensure_home, open_store
 from ledger.audit import verify_chains

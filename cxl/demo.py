@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 
 from consumers.ingest import IngestStats
+from consumers.kafka_access import kafka_access
 from consumers.kafka_clients import make_producer
 from consumers.publisher import publish_records
 from consumers.records import InboundRecord
 from consumers.topics import ensure_topics
-from cxl.kafka_access import kafka_access
 from cxl.synthetic import HistoryGenerator, write_jsonl
 from ledger.audit import VerifyReport, verify_chains
 from ledger.settings import Settings

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from consumers.kafka_access import kafka_access
 from consumers.relay import LedgerRelay
 from cxl.analytics import protected, settings_of
-from cxl.kafka_access import kafka_access
 from cxl.output import Format, emit_rows, err, out
 from cxl.store_access import open_store
 from ledger.contract import PERSONAL_FIELDS

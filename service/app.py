@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.contract import json_schemas
 from ledger.errors import BrokerUnavailableError, ConfigError, CxlError, StoreError
+from ledger.instants import parse_instant
 from projections.errors import ProjectionsError, QueryError
 from service.access import ApiKey
 from service.intake import BodyError, SourceMismatchError, split_items
@@ -54,8 +55,6 @@ def rows_json(rows: Any, status: int = 200, headers: dict[str, str] | None = Non
 def parse_instant_param(text: str | None, name: str) -> datetime | None:
     if text is None:
         return None
-    from cxl.analytics import parse_instant
-
     try:
         return parse_instant(text, name)
     except ConfigError as exc:

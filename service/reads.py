@@ -8,6 +8,7 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ledger.errors import ConfigError, StoreError
+from ledger.proofs import inclusion_proof, signed_checkpoint
 from projections.explain import STATUSES, parse_where
 from projections.explain import explain as explain_promises
 from projections.trust_gap import parse_dimensions, trust_gap
@@ -136,7 +137,6 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
         checkpoints = service.ingest.checkpoints
         note = None if checkpoints is None else checkpoints.last_note
         if note is None:
-            from cxl.checkpoints import signed_checkpoint
             from ledger.checkpoint import CheckpointSigner
 
             signer = CheckpointSigner(service.settings.checkpoint_key_path)
@@ -154,8 +154,6 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
     @app.get("/v1/proof/{event_id}", responses={404: {"description": "No such sealed event."}})
     def proof(_: reader, event_id: Annotated[str, Path(min_length=1, max_length=128)]) -> Response:
         """The RFC 9162 inclusion proof of a sealed event in today's tree (as `cxl proof`)."""
-        from cxl.checkpoints import inclusion_proof
-
         try:
             return rows_json(
                 service.ledger.ask(lambda store: inclusion_proof(store, event_id, None))

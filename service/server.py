@@ -22,8 +22,8 @@ from typing import Any
 
 import uvicorn
 
+from consumers.kafka_access import kafka_access
 from consumers.topics import ensure_topics
-from cxl.kafka_access import kafka_access
 from ledger.errors import ConfigError, CxlError
 from ledger.settings import Settings
 from ledger.store import LedgerStore

@@ -18,10 +18,11 @@ def _first_block() -> list[str]:
     return [line.split("#")[0].strip() for line in block.strip().splitlines()]
 
 
-def test_the_readme_opens_with_exactly_two_setup_commands() -> None:
-    demo, tests = _first_block()
+def test_the_readme_opens_with_the_setup_commands() -> None:
+    demo, tests, serve = _first_block()
     assert demo.endswith("cxl demo")
     assert tests == "bash scripts/test.sh"
+    assert serve.endswith("cxl serve")
     assert (ROOT / "scripts" / "test.sh").is_file()
 
 
@@ -45,6 +46,8 @@ def test_every_command_the_readme_documents_exists() -> None:
         "sql",
         "export",
         "report",
+        "serve",
+        "keys",
     } <= documented
     commands = set(get_command(app).commands)  # type: ignore[attr-defined]
     assert documented <= commands
@@ -62,8 +65,11 @@ def test_every_setting_has_a_cli_flag() -> None:
     from ledger.settings import Settings
 
     root = get_command(app)
-    flags = {opt for param in root.params for opt in param.opts}  # type: ignore[attr-defined]
+    serve = root.commands["serve"]  # type: ignore[attr-defined]
+    flags = {opt for command in (root, serve) for param in command.params for opt in param.opts}
     aliases = {
+        "http_host": "--host",
+        "http_port": "--port",
         "kafka_bootstrap": "--bootstrap",
         "ingest_workers": "--workers",
         "kafka_timeout_s": "--kafka-timeout",
