@@ -390,7 +390,7 @@ def test_sigterm_on_the_embedded_broker_seals_everything_accepted_and_exits_0(
     assert json.loads(done.stdout)[0]["events"] == 3000
 
 
-def test_a_broker_outage_is_503_with_retry_after_and_the_server_lives_on(tmp_path: Path) -> None:
+def test_a_broker_outage_is_503_with_retry_after_logged_and_the_server_lives_on(tmp_path: Path) -> None:
     from consumers.broker import EmbeddedBroker
 
     with EmbeddedBroker(log_dir=tmp_path) as broker:
@@ -400,7 +400,9 @@ def test_a_broker_outage_is_503_with_retry_after_and_the_server_lives_on(tmp_pat
             kek_file=tmp_path / "kek",
             partitions=2,
         )
-        env = cxl_env(settings, CXL_INGEST_WORKERS="1", CXL_KAFKA_TIMEOUT_S="2")
+        env = cxl_env(
+            settings, CXL_INGEST_WORKERS="1", CXL_KAFKA_TIMEOUT_S="2", CXL_LOG_FORMAT="json"
+        )
         with serving(env) as running:
             with running.writes() as client:
                 assert post(client, [_promise("c-outage")]).status_code == 202
@@ -418,6 +420,11 @@ def test_a_broker_outage_is_503_with_retry_after_and_the_server_lives_on(tmp_pat
             assert ready.json()["broker"]["ok"] is False
             code = stop(running)
     assert code == 0, "".join(running.log)
+    logged = [json.loads(line) for line in running.log if line.startswith("{")]
+    posts = [e for e in logged if e.get("route") == "/v1/events"]
+    assert [e["status"] for e in posts] == [202, 503]
+    assert all(e["key_id"] == running.write_key.split("_")[1] for e in posts)
+    assert any(e["level"] == "error" and "ingest" in e["message"] for e in logged)
 
 
 def test_a_port_in_use_or_a_second_server_on_one_home_is_one_line(
