@@ -33,6 +33,7 @@ from ledger.errors import (
 )
 from ledger.settings import Settings
 from ledger.store import LedgerStore
+from projections.errors import ProjectionsError
 from projections.follower import catch_up
 from projections.live import open_caught_up
 from projections.schema import applied_position
@@ -206,7 +207,7 @@ class LiveProjector(Component):
         """A connection of one's own to the live projections (close it when done)."""
         with self._lock:
             if self._con is None:
-                raise CxlError("the projections are not open yet; try again in a moment")
+                raise ProjectionsError("the projections are not open yet; try again in a moment")
             return self._con.cursor()
 
     def run(self) -> None:
