@@ -252,7 +252,9 @@ def test_broker_restarted_while_consume_runs_loses_nothing_published_after_it(
     with EmbeddedBroker(port=port, log_dir=tmp_path):  # a brand-new, empty cluster
         Publisher(after, env).start().join()
         expected = len(before.valid_ids) + len(after.valid_ids)
-        deadline = time.monotonic() + 120
+        # Some seeds leave the running consume waiting on the new cluster (noted in the issue
+        # log); the final consume below must then seal everything, which is what is asserted.
+        deadline = time.monotonic() + 60
         while _sealed_so_far(settings.store_url) < expected and time.monotonic() < deadline:
             if process.poll() is not None:
                 print(f"consume stopped (exit {process.returncode}); restarting it")
