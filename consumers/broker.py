@@ -6,9 +6,12 @@ It keeps memory only; the ledger store, not Kafka, is the system of record in th
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,6 +54,14 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
             time.sleep(0.05)
 
 
+def _die_with_parent() -> None:
+    """In the broker's process before it runs: the kernel ends it when its parent dies, even by
+    SIGKILL (Linux ``PR_SET_PDEATHSIG``), so a killed ``cxl`` never leaves an orphan broker."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class EmbeddedBroker:
     """A Tansu process on ``127.0.0.1:port``, started on enter and stopped on exit.
 
@@ -89,6 +100,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            preexec_fn=_die_with_parent,
         )
         log.close()
         try:

@@ -72,7 +72,29 @@ class AccessKeys:
         self.path = path
         self._local = threading.local()
 
+    def check(self) -> None:
+        """``AccessKeyError`` unless the key file is absent (no key yet) or a readable key file:
+        said when the server starts, not to each client."""
+        if self.path.is_dir():
+            raise AccessKeyError(f"CXL_ACCESS_KEYS {self.path} is a directory, not a key file")
+        if not self.path.exists():
+            return
+        try:
+            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+            try:
+                con.execute("SELECT id FROM api_keys LIMIT 1").fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc) and self.path.stat().st_size == 0:
+                return
+            raise AccessKeyError(
+                f"CXL_ACCESS_KEYS {self.path} is not an API key file ({exc})"
+            ) from exc
+
     def _connect(self, *, create: bool = False) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise AccessKeyError(f"CXL_ACCESS_KEYS {self.path} is a directory, not a key file")
         if create and not self.path.exists():
             if not self.path.parent.is_dir():
                 raise AccessKeyError(f"{self.path.parent}: no such directory for the API keys")
@@ -94,8 +116,8 @@ class AccessKeys:
             raise ConfigError(
                 f"--source {source!r}: 1–{_SOURCE_CHARS} printable characters, as events' `source`"
             )
-        if rate_per_s is not None and not (0 < rate_per_s <= 1_000_000):
-            raise ConfigError("--rate: requests per second, above 0 and at most 1,000,000")
+        if rate_per_s is not None and not (0.01 <= rate_per_s <= 1_000_000):
+            raise ConfigError("--rate: requests per second, from 0.01 to 1,000,000")
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         con = self._connect(create=True)

@@ -16,14 +16,16 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.contract import json_schemas
 from ledger.errors import BrokerUnavailableError, ConfigError, CxlError, StoreError
 from ledger.instants import parse_instant
 from projections.errors import ProjectionsError, QueryError
-from service.access import ApiKey
+from service.access import AccessKeyError, ApiKey
 from service.intake import BodyError, SourceMismatchError, split_items
 from service.metrics import exposition
 from service.server import Service
@@ -53,7 +55,8 @@ def rows_json(rows: Any, status: int = 200, headers: dict[str, str] | None = Non
 
 
 def parse_instant_param(text: str | None, name: str) -> datetime | None:
-    if text is None:
+    """An instant query parameter (absent or empty: None), a 400 naming it when it is not one."""
+    if text is None or text == "":
         return None
     try:
         return parse_instant(text, name)
@@ -87,15 +90,19 @@ class Timing:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
             self.service.latency.observe(scope["method"], route, status, seconds)
-            log.info(
+            # As sent (percent-encoded), and escaped: a request cannot write lines into the log.
+            path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+            path = path.encode("unicode_escape").decode("ascii")
+            log.log(
+                logging.ERROR if status >= 500 else logging.INFO,
                 "%s %s %d %.1f ms",
                 scope["method"],
-                scope["path"],
+                path,
                 status,
                 seconds * 1000,
                 extra={
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": path,
                     "route": route,
                     "status": status,
                     "duration_ms": round(seconds * 1000, 2),
@@ -131,6 +138,11 @@ def create_app(service: Service) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,  # Swagger UI and ReDoc load their code from a CDN: nothing here does
         redoc_url=None,
+        responses={
+            401: {"description": "No API key, or an unknown or revoked one.", **ERROR},
+            403: {"description": "The wrong kind of key for this request.", **ERROR},
+            429: {"description": "Over the key's rate limit: see Retry-After.", **ERROR},
+        },
     )
 
     @app.exception_handler(ApiError)
@@ -151,6 +163,13 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(CxlError)
     async def cxl_error(_: Request, exc: CxlError) -> Response:
+        if isinstance(exc, AccessKeyError):
+            log.error("%s", exc)
+            return JSONResponse(
+                {"error": "the server cannot read its API keys; see its log"},
+                503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         if isinstance(exc, BrokerUnavailableError):
             status = 503
         elif isinstance(exc, ConfigError | QueryError):
@@ -164,13 +183,16 @@ def create_app(service: Service) -> FastAPI:
         headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
         return JSONResponse({"error": " ".join(str(exc).split())}, status, headers=headers)
 
-    def authenticated(request: Request) -> ApiKey:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
+    bearer = HTTPBearer(auto_error=False, description="A key from `cxl keys add`.")
+
+    def authenticated(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> ApiKey:
         challenge = {"WWW-Authenticate": 'Bearer realm="cx-ledger"'}
-        if scheme.lower() != "bearer" or not token.strip():
+        if credentials is None or not credentials.credentials.strip():
             raise ApiError(401, "send an API key: Authorization: Bearer <key>", challenge)
-        key = service.access.authenticate(token.strip())
+        key = service.access.authenticate(credentials.credentials.strip())
         if key is None:
             raise ApiError(401, "unknown or revoked API key", challenge)
         request.scope.setdefault("state", {})["key_id"] = key.id
@@ -216,18 +238,22 @@ def create_app(service: Service) -> FastAPI:
     )
     async def post_events(request: Request, key: Writer) -> Response:
         """Append one event, or an array of up to CXL_HTTP_MAX_EVENTS, to the events topic."""
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind != "application/json":
-            raise ApiError(415, "send Content-Type: application/json")
+        kind, _, parameters = request.headers.get("content-type", "").partition(";")
+        charset = parameters.strip().lower().removeprefix("charset=").strip('"')
+        if kind.strip().lower() != "application/json" or charset not in ("", "utf-8"):
+            raise ApiError(415, "send Content-Type: application/json (UTF-8)")
         limit = settings.http_max_body_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+        except ClientDisconnect:
+            raise ApiError(400, "the client went away before the whole body arrived") from None
         try:
             items = split_items(bytes(body), settings.http_max_events)
         except BodyError as exc:
@@ -256,7 +282,7 @@ def create_app(service: Service) -> FastAPI:
     # -- operations ---------------------------------------------------------------------------
 
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
         """The process is up."""
         return {"status": "up", "uptime_s": round(time.time() - service.started_at, 1)}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from ledger.contract import ValidEvent, parse_event
 from ledger.errors import BrokerUnavailableError, CxlError, InvalidEventError
 
 _DECODER = json.JSONDecoder()
+RETRY_S = 5.0
 _BLANK = " \t\r\n"
 
 
@@ -101,7 +103,10 @@ def _span(text: str, at: int) -> int:
     except RecursionError:
         raise BodyError("the body is nested too deeply to be an event") from None
     except ValueError as exc:
-        raise BodyError(f"the body is not valid JSON ({str(exc).splitlines()[0]})") from None
+        reason = str(exc).splitlines()[0]
+        if "integer string conversion" in reason:
+            reason = "a number has more than 4,300 digits"
+        raise BodyError(f"the body is not valid JSON ({reason})") from None
     return int(end)
 
 
@@ -119,30 +124,54 @@ class EventIntake:
         self.timeout_s = timeout_s
         self._producer: Any = None
         self._lock = threading.Lock()
+        self._down_until = 0.0
+        self._down_reason = ""
 
     def _current(self) -> Any:
-        with self._lock:
+        """The producer; after a broker failure, for ``RETRY_S``, an immediate 503 for everyone
+        instead of each request waiting out the timeouts in turn."""
+        if time.monotonic() < self._down_until:
+            raise BrokerUnavailableError(self._down_reason)
+        if not self._lock.acquire(timeout=self.timeout_s):
+            raise BrokerUnavailableError("the broker connection is still being made; retry")
+        try:
             if self._producer is None:
-                self._producer = make_producer(self.bootstrap, self.timeout_s)
+                try:
+                    self._producer = make_producer(self.bootstrap, self.timeout_s)
+                except BrokerUnavailableError as exc:
+                    self._mark_down(exc)
+                    raise
             return self._producer
+        finally:
+            self._lock.release()
 
-    def _discard(self, producer: Any) -> None:
+    def _mark_down(self, exc: BaseException) -> None:
+        self._down_reason = " ".join(str(exc).split())
+        self._down_until = time.monotonic() + RETRY_S
+
+    def _discard(self, producer: Any, exc: BaseException) -> None:
+        self._mark_down(exc)
         with self._lock:
             if self._producer is producer:
                 self._producer = None
         close_producer(producer, 1.0)
 
     def close(self) -> None:
-        with self._lock:
+        if not self._lock.acquire(timeout=self.timeout_s):
+            return
+        try:
             producer, self._producer = self._producer, None
+        finally:
+            self._lock.release()
         if producer is not None:
-            close_producer(producer, self.timeout_s)
+            close_producer(producer, min(self.timeout_s, 5.0))
 
     def submit(self, items: list[bytes], source: str | None) -> IntakeResult:
         """Validate ``items``, refuse all of them when one valid event's ``source`` is not
         ``source`` (a write key's; None allows any), append the valid ones, confirm each."""
         result = IntakeResult()
         valid: list[tuple[int, ValidEvent, bytes]] = []
+        in_body: dict[str, dict[str, Any]] = {}
         for index, raw in enumerate(items):
             try:
                 event = parse_event(raw, f"item {index}")
@@ -151,6 +180,12 @@ class EventIntake:
                 continue
             if source is not None and event.body["source"] != source:
                 raise SourceMismatchError(index, event.body["source"], source)
+            earlier = in_body.setdefault(event.event_id, event.body)
+            if earlier is not event.body and earlier != event.body:
+                result.errors.append(
+                    ItemError(index, "event_id", "reused with different content in this body")
+                )
+                continue
             valid.append((index, event, raw))
         if not valid:
             return result
@@ -167,8 +202,8 @@ class EventIntake:
                 timeout_s=self.timeout_s,
                 shared=True,
             )
-        except BrokerUnavailableError:
-            self._discard(producer)
+        except BrokerUnavailableError as exc:
+            self._discard(producer, exc)
             raise
         refused = {int(u.origin): u.reason for u in report.undelivered}
         for index, event, _ in valid:

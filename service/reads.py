@@ -1,12 +1,14 @@
 """The read API: what ``cxl gap``, ``explain``, ``history``, ``verify``, ``proof`` and the
 checkpoints answer, over HTTP, from the live projections and the ledger (read keys only)."""
 
+import json
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from ledger.contract import PERSONAL_FIELDS
 from ledger.errors import ConfigError, StoreError
 from ledger.proofs import inclusion_proof, signed_checkpoint
 from projections.explain import STATUSES, parse_where
@@ -27,6 +29,37 @@ def _next_link(request: Request, **params: Any) -> dict[str, str]:
     return {"Link": f'<{request.url.path}?{query}>; rel="next"'}
 
 
+WITHHELD = "[personal text withheld]"
+_PERSONAL_NAMES = frozenset(name for names in PERSONAL_FIELDS.values() for name in names)
+
+
+def _withhold_personal_text(row: dict[str, Any]) -> None:
+    """Dead letters are the raw records, personal text in plaintext included (never sealed, so
+    never encrypted): a read key sees them with the free-text fields replaced, named in
+    ``withheld_fields``. The rest stays as sent, to show what was wrong with it."""
+    row["withheld_fields"] = []
+    if row["value_encoding"] != "utf-8":
+        return
+    try:
+        record = json.loads(row["value"])
+    except ValueError:
+        return
+    data = record.get("data") if isinstance(record, dict) else None
+    if not isinstance(data, dict):
+        return
+    withheld = sorted(name for name in _PERSONAL_NAMES if name in data)
+    for name in withheld:
+        data[name] = WITHHELD
+    if withheld:
+        row["value"] = json.dumps(record, ensure_ascii=False)
+        row["withheld_fields"] = [f"data.{name}" for name in withheld]
+
+
+def _named(error: Exception, parameter: str) -> str:
+    """A message written for the CLI's ``--flag``, naming the query parameter instead."""
+    return str(error).replace(f"--{parameter}", parameter)
+
+
 def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
     @app.get("/v1/gap", responses={400: {"description": "A bad parameter."}})
     def gap(
@@ -45,7 +78,7 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
         try:
             dims = parse_dimensions(by)
         except ConfigError as exc:
-            raise ApiError(400, str(exc), field="by") from None
+            raise ApiError(400, _named(exc, "by"), field="by") from None
         instant = parse_instant_param(as_of or "now", "as_of")
         known = parse_instant_param(known_at, "known_at")
         assert instant is not None
@@ -74,7 +107,7 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
         try:
             filters = parse_where(where)
         except ConfigError as exc:
-            raise ApiError(400, str(exc), field="where") from None
+            raise ApiError(400, _named(exc, "where"), field="where") from None
         instant = parse_instant_param(as_of or "now", "as_of")
         known = parse_instant_param(known_at, "known_at")
         assert instant is not None
@@ -84,13 +117,13 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
                 cursor, instant, known_at=known, where=filters, status=status
             )
         except ConfigError as exc:
-            raise ApiError(400, str(exc), field="status") from None
+            raise ApiError(400, _named(exc, "status"), field="status") from None
         finally:
             cursor.close()
         return rows_json(promises)
 
     @app.get(
-        "/v1/customers/{customer_id}/history",
+        "/v1/customers/{customer_id:path}/history",
         responses={404: {"description": "No such customer."}},
     )
     def history(
@@ -182,6 +215,8 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
             limit,
             settings.kafka_timeout_s,
         )
+        for row in page.rows:
+            _withhold_personal_text(row)
         headers = {}
         if len(page.rows) == limit:
             headers = _next_link(request, partition=partition, offset=page.next_offset)

@@ -117,8 +117,9 @@ class IngestComponent(Component):
         return None if self.pipeline is None else self.pipeline.checkpoints
 
     def run(self) -> None:
-        """Run the pipeline; when the broker goes away, say so (``broker_error``, not ready) and
-        start again every ``RETRY_S`` until it answers: a service outlives a broker outage."""
+        """Run the pipeline; when a configured broker goes away, say so (``broker_error``, not
+        ready) and start again every ``RETRY_S`` until it answers: a service outlives a broker
+        outage. Losing the embedded broker (memory only, every topic with it) is fatal."""
         with LedgerStore.for_settings(self.settings) as store:
             while not self.stopping.is_set():
                 self.pipeline = IngestPipeline(
@@ -128,6 +129,8 @@ class IngestComponent(Component):
                 try:
                     self.pipeline.run()
                 except BrokerUnavailableError as exc:
+                    if self.owns_broker:
+                        raise  # the embedded broker is gone with every topic: nothing to wait for
                     self.broker_error = str(exc)
                     log.error("ingest: %s; retrying in %.0f s", exc, RETRY_S)
                     self.stopping.wait(RETRY_S)
@@ -185,7 +188,11 @@ class LiveProjector(Component):
     name = "projector"
 
     def __init__(
-        self, settings: Settings, stopping: threading.Event, on_failure: Callable[[Component], None]
+        self,
+        settings: Settings,
+        stopping: threading.Event,
+        on_failure: Callable[[Component], None],
+        copy_wanted: threading.Event | None = None,
     ) -> None:
         super().__init__(stopping, on_failure)
         self.settings = settings
@@ -193,7 +200,7 @@ class LiveProjector(Component):
         self.ledger_position = 0
         self.caught_up_at: datetime | None = None
         self.ready = threading.Event()
-        self.copy_wanted = threading.Event()
+        self.copy_wanted = copy_wanted or threading.Event()
         """Set (on SIGUSR1, from a reader in another process) to publish a fresh copy now."""
         self._con: Any = None
         self._lock = threading.Lock()

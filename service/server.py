@@ -53,7 +53,13 @@ class HttpCounters:
 class Service:
     """Everything a request handler may use, and the lifecycle of what runs behind them."""
 
-    def __init__(self, settings: Settings, bootstrap: str, owns_broker: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        owns_broker: bool,
+        copy_wanted: threading.Event | None = None,
+    ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
         self.owns_broker = owns_broker
@@ -67,7 +73,7 @@ class Service:
         self.latency = RequestLatency()
         self.registry = registry_of(self.readings, self.latency)
         self.ingest = IngestComponent(settings, bootstrap, owns_broker, self.stopping, self._failed)
-        self.projector = LiveProjector(settings, self.stopping, self._failed)
+        self.projector = LiveProjector(settings, self.stopping, self._failed, copy_wanted)
         self.verifier = LedgerVerifier(settings, self.stopping, self._failed)
         self.ledger = LedgerReader(settings)
         self.started_at = time.time()
@@ -152,6 +158,10 @@ def serve(settings: Settings, say: Callable[[str], None]) -> int:
     from service.logs import configure_logging
 
     configure_logging(settings.log_format)
+    # Readers signal the pid in the lock as soon as it is there: SIGUSR1 must never end us.
+    copy_wanted = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: copy_wanted.set())
+    AccessKeys(settings.access_keys_path).check()
     lock = ServingLock(settings.home)
     with ExitStack() as stack:
         lock.acquire("starting")
@@ -160,7 +170,7 @@ def serve(settings: Settings, say: Callable[[str], None]) -> int:
         kafka = stack.enter_context(kafka_access(settings, may_embed=True))
         ensure_topics(kafka.bootstrap, settings.topics, settings.kafka_timeout_s)
         LedgerStore.for_settings(settings).close()  # created (or checked) before anyone reads it
-        service = Service(settings, kafka.bootstrap, kafka.owns_broker)
+        service = Service(settings, kafka.bootstrap, kafka.owns_broker, copy_wanted)
         app = create_app(service)
         config = uvicorn.Config(
             app,
@@ -186,7 +196,6 @@ def serve(settings: Settings, say: Callable[[str], None]) -> int:
         # ingest has committed.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
-        signal.signal(signal.SIGUSR1, lambda *_: service.projector.copy_wanted.set())
         server.run(sockets=[listening])
     if service.failure is not None and service.failure.error is not None:
         error = service.failure.error
@@ -208,7 +217,7 @@ def _announce(
     if not server.started:
         return
     host, port = server.servers[0].sockets[0].getsockname()[:2]
-    url = f"http://{host}:{port}"
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     lock.announce(url)
     say(f"serving on {url} (dashboard {url}/, OpenAPI {url}/openapi.json); Kafka at {bootstrap}")
 

@@ -6,6 +6,7 @@ import json
 import random
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -48,15 +49,17 @@ def test_a_partly_invalid_batch_appends_the_valid_ones_and_names_each_problem(
     good = _promise("c-partial")
     bad_weight = _promise("c-partial", weight=-1)
     no_type = {k: v for k, v in _promise("c-partial").items() if k != "type"}
+    reused = {**good, "data": {**good["data"], "made_by": "someone-else"}}
     with served.writes() as client:
-        answer = post(client, [bad_weight, good, no_type, 7])
+        answer = post(client, [bad_weight, good, no_type, 7, good, reused])
     assert answer.status_code == 422
     body = answer.json()
-    assert body["accepted"] == [good["event_id"]]
+    assert body["accepted"] == [good["event_id"], good["event_id"]]  # a repeat is harmless
     problems = {(e["index"], e["field"]) for e in body["errors"]}
     assert (0, "data.weight") in problems
     assert (2, "type") in problems
-    assert {e["index"] for e in body["errors"]} == {0, 2, 3}
+    assert (5, "event_id") in problems
+    assert {e["index"] for e in body["errors"]} == {0, 2, 3, 5}
     served.wait_sealed([good["event_id"]])
     with served.reads() as client:
         assert client.get(f"/v1/proof/{bad_weight['event_id']}").status_code == 404
@@ -285,14 +288,14 @@ def test_verify_checkpoint_and_proof_agree(served: Served) -> None:
         note = client.get("/v1/checkpoints/latest")
     assert verify.status_code == 200
     row = verify.json()[0]
-    assert row["ok"] is True and row["events"] >= 1
+    assert row["ok"] is True and row["events"] >= 0
     assert int(verify.headers["X-Cxl-Verified-Events"]) == row["events"]
     assert note.status_code == 200
     origin, size, root = note.text.splitlines()[:3]
     assert origin.startswith("cx-ledger/") and int(size) >= 1 and root
 
 
-def test_dead_letters_are_listed_with_their_reasons(served: Served) -> None:
+def test_dead_letters_are_listed_with_their_reasons_and_no_personal_text(served: Served) -> None:
     from kafka import KafkaProducer
 
     settings_topic = served.env["CXL_EVENTS_TOPIC"]
@@ -300,7 +303,8 @@ def test_dead_letters_are_listed_with_their_reasons(served: Served) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     marker = uuid.uuid4().hex
     for partition in range(3):
-        producer.send(settings_topic, value=f'{{"junk": "{marker}"}}'.encode(), partition=partition)
+        junk = {"junk": marker, "data": {"description": "secret-PII"}}
+        producer.send(settings_topic, value=json.dumps(junk).encode(), partition=partition)
     producer.flush(10)
     producer.close()
     found: list[dict] = []
@@ -318,6 +322,8 @@ def test_dead_letters_are_listed_with_their_reasons(served: Served) -> None:
     assert len(found) == 3
     assert all(r["reason"].startswith("type:") for r in found), found
     assert {r["origin_partition"] for r in found} == {0, 1, 2}
+    assert all("secret-PII" not in r["value"] for r in found)  # free text withheld from readers
+    assert all(r["withheld_fields"] == ["data.description"] for r in found)
 
 
 # -- operations -------------------------------------------------------------------------------
@@ -390,7 +396,9 @@ def test_sigterm_on_the_embedded_broker_seals_everything_accepted_and_exits_0(
     assert json.loads(done.stdout)[0]["events"] == 3000
 
 
-def test_a_broker_outage_is_503_with_retry_after_logged_and_the_server_lives_on(tmp_path: Path) -> None:
+def test_a_broker_outage_is_503_with_retry_after_logged_and_the_server_lives_on(
+    tmp_path: Path,
+) -> None:
     from consumers.broker import EmbeddedBroker
 
     with EmbeddedBroker(log_dir=tmp_path) as broker:
@@ -411,7 +419,14 @@ def test_a_broker_outage_is_503_with_retry_after_logged_and_the_server_lives_on(
                 answer = post(client, [_promise("c-outage")])
             assert answer.status_code == 503, answer.text
             assert int(answer.headers["Retry-After"]) >= 1
-            with running.client() as client:
+            with ThreadPoolExecutor(16) as pool:  # a crowd of publishers waiting on the outage
+                statuses = list(
+                    pool.map(
+                        lambda _: post(running.writes(), [_promise("c-o")]).status_code, range(32)
+                    )
+                )
+            assert set(statuses) == {503}
+            with running.client(timeout=5) as client:
                 assert client.get("/healthz").status_code == 200
                 deadline = time.monotonic() + 30
                 while (ready := client.get("/readyz")).status_code == 200:
@@ -422,7 +437,7 @@ def test_a_broker_outage_is_503_with_retry_after_logged_and_the_server_lives_on(
     assert code == 0, "".join(running.log)
     logged = [json.loads(line) for line in running.log if line.startswith("{")]
     posts = [e for e in logged if e.get("route") == "/v1/events"]
-    assert [e["status"] for e in posts] == [202, 503]
+    assert [e["status"] for e in posts] == [202] + [503] * 33
     assert all(e["key_id"] == running.write_key.split("_")[1] for e in posts)
     assert any(e["level"] == "error" and "ingest" in e["message"] for e in logged)
 
@@ -439,3 +454,78 @@ def test_a_port_in_use_or_a_second_server_on_one_home_is_one_line(
     second = run_cxl(["serve", "--port", "0"], served.env, timeout=60)
     assert second.returncode != 0
     assert "another cxl serve runs" in second.stderr and served.url in second.stderr
+
+
+def test_a_customer_id_with_a_slash_has_a_history(served: Served) -> None:
+    event = _promise("team/a-1")
+    with served.writes() as client:
+        assert post(client, [event]).status_code == 202
+    served.wait_sealed([event["event_id"]])
+    with served.reads() as client:
+        history = client.get("/v1/customers/team%2Fa-1/history")
+    assert history.status_code == 200, history.text
+    assert [row["event_id"] for row in history.json()] == [event["event_id"]]
+
+
+def test_a_request_cannot_write_lines_into_the_log(served: Served) -> None:
+    with served.client() as client:
+        client.get("/x%0A2026-01-01 00:00:00,000 ERROR FORGED%1b[31m")
+    time.sleep(0.3)
+    assert not any(line.startswith("2026-01-01") for line in served.log)
+    assert any("%0A2026-01-01" in line for line in served.log)
+
+
+def test_a_reader_signalling_a_starting_server_never_ends_it(tmp_path: Path) -> None:
+    """`cxl gap` asks a running server for a fresh copy with SIGUSR1, as soon as the server's pid
+    is in its lock file: even during start-up, that must not end the server."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    settings = Settings(home=tmp_path / "home", kek_file=tmp_path / "kek", partitions=1)
+    env = cxl_env(settings, CXL_INGEST_WORKERS="1")
+    settings.home.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cxl.cli", "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lock = settings.home / "serve.lock"
+    signalled = 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            text = lock.read_text() if lock.exists() else ""
+            if '"url":"http' in text:
+                break
+            if '"pid"' in text:
+                os.kill(process.pid, signal.SIGUSR1)
+                signalled += 1
+            time.sleep(0.02)
+        assert signalled > 0
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(60)
+    assert code == 0
+
+
+def test_losing_the_embedded_broker_stops_the_server_with_exit_5(tmp_path: Path) -> None:
+    """Memory only: with its broker gone every topic is gone, and nothing would come back."""
+    import subprocess
+
+    settings = Settings(home=tmp_path / "home", kek_file=tmp_path / "kek", partitions=1)
+    env = cxl_env(settings, CXL_INGEST_WORKERS="1", CXL_KAFKA_TIMEOUT_S="2")
+    with serving(env) as running:
+        children = subprocess.run(
+            ["pgrep", "-P", str(running.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        brokers = [pid for pid in children if "tansu" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert len(brokers) == 1, children
+        subprocess.run(["kill", "-KILL", brokers[0]], check=True)
+        code = running.process.wait(60)
+    assert code == 5, "".join(running.log)
+    assert "error:" in running.log[-1]
