@@ -69,6 +69,7 @@ class Readings:
     rejected: int
     duplicates: int
     conflicts: int
+    refused_erased: int
     dead_lettered: int
     relayed: int
     checkpoints: int
@@ -99,6 +100,11 @@ class ServiceCollector(Collector):
             ("cxl_events_duplicates", "Repeated event_ids skipped (already sealed).", r.duplicates),
             ("cxl_events_conflicts", "event_ids reused with different content.", r.conflicts),
             (
+                "cxl_events_refused_erased",
+                "Events of erased customers refused (not sealed, not dead-lettered).",
+                r.refused_erased,
+            ),
+            (
                 "cxl_events_dead_lettered",
                 "Records written to the dead-letter topic.",
                 r.dead_lettered,
@@ -122,7 +128,8 @@ class ServiceCollector(Collector):
             value=max(r.ledger_position - r.projected_position, 0),
         )
         yield GaugeMetricFamily(
-            "cxl_ledger_position", "Events sealed in the ledger.", value=r.ledger_position
+            "cxl_ledger_position",
+            "Last ledger position (sealed events plus one stream-creation row per customer).",, value=r.ledger_position
         )
         yield GaugeMetricFamily(
             "cxl_projected_position",

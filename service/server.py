@@ -108,6 +108,7 @@ class Service:
             rejected=stats.invalid,
             duplicates=stats.duplicates,
             conflicts=stats.conflicts,
+            refused_erased=stats.erased,
             dead_lettered=stats.dead_lettered,
             relayed=stats.relayed,
             checkpoints=0 if checkpoints is None else checkpoints.published,
