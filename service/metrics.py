@@ -129,7 +129,8 @@ class ServiceCollector(Collector):
         )
         yield GaugeMetricFamily(
             "cxl_ledger_position",
-            "Last ledger position (sealed events plus one stream-creation row per customer).",, value=r.ledger_position
+            "Last ledger position (sealed events plus one stream-creation row per customer).",
+            value=r.ledger_position,
         )
         yield GaugeMetricFamily(
             "cxl_projected_position",
