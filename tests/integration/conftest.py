@@ -36,12 +36,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
 
 
-@pytest.fixture
-def settings(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Settings]:
+def unique_settings(root: Path, bootstrap: str) -> Settings:
+    """A home under ``root`` and topics of its own on ``bootstrap``."""
     suffix = uuid.uuid4().hex[:8]
-    s = Settings(
-        home=tmp_path / "home",
-        kafka_bootstrap=kafka_bootstrap,
+    return Settings(
+        home=root / "home",
+        kafka_bootstrap=bootstrap,
         events_topic=f"t-{suffix}.events",
         ledger_topic=f"t-{suffix}.ledger",
         dlq_topic=f"t-{suffix}.dlq",
@@ -49,12 +49,28 @@ def settings(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Settings]:
         partitions=3,
         batch_size=500,
         kafka_timeout_s=10,
-        kek_file=tmp_path / "kek",
+        kek_file=root / "kek",
     )
-    yield s
+
+
+def drop_topics(settings: Settings) -> None:
     delete_topics(
-        kafka_bootstrap, [s.events_topic, s.ledger_topic, s.dlq_topic, s.checkpoints_topic], 10
+        settings.kafka_bootstrap or "",
+        [
+            settings.events_topic,
+            settings.ledger_topic,
+            settings.dlq_topic,
+            settings.checkpoints_topic,
+        ],
+        10,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Settings]:
+    s = unique_settings(tmp_path, kafka_bootstrap)
+    yield s
+    drop_topics(s)
 
 
 @pytest.fixture
@@ -121,29 +137,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> It
     """One ``cxl serve`` for the API tests of the session (its own home and topics)."""
     from tests.integration.serve_helpers import serving
 
-    root = tmp_path_factory.mktemp("served")
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
-        home=root / "home",
-        kafka_bootstrap=kafka_bootstrap,
-        events_topic=f"s-{suffix}.events",
-        ledger_topic=f"s-{suffix}.ledger",
-        dlq_topic=f"s-{suffix}.dlq",
-        checkpoints_topic=f"s-{suffix}.checkpoints",
-        partitions=3,
-        batch_size=500,
-        kek_file=root / "kek",
-    )
+    settings = unique_settings(tmp_path_factory.mktemp("served"), kafka_bootstrap)
     env = cxl_env(settings, CXL_INGEST_WORKERS="1")
     with serving(env) as running:
         yield running
-    delete_topics(
-        kafka_bootstrap,
-        [
-            settings.events_topic,
-            settings.ledger_topic,
-            settings.dlq_topic,
-            settings.checkpoints_topic,
-        ],
-        10,
-    )
+    drop_topics(settings)
