@@ -27,7 +27,7 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLarg
 
 from consumers.kafka_clients import describe
 from consumers.records import InboundRecord
-from ledger.errors import BrokerUnavailableError
+from ledger.errors import BrokerUnavailableError, CxlError
 
 TRUNCATED_BYTES = 64 * 1024
 # Room for the record batch, record framing, key and headers under max_request_size.
@@ -162,6 +162,12 @@ class DeadLetterQueue:
                 p.error = exc
 
 
+class NoSuchPartitionError(CxlError):
+    """A dead-letter page was asked of a partition the topic does not have."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class DeadLetterPage:
     """Dead letters of one partition from an offset on; ``next_offset`` continues after them."""
@@ -185,8 +191,11 @@ def read_dead_letters(
     consumer = make_consumer(bootstrap, timeout_s, max_poll_records=limit)
     try:
         tp = TopicPartition(topic, partition)
-        if partition not in (consumer.partitions_for_topic(topic) or set()):
-            return DeadLetterPage(partition, [], offset)
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if partition not in partitions:
+            raise NoSuchPartitionError(
+                f"{topic} has no partition {partition} (it has {len(partitions)})"
+            )
         consumer.assign([tp])
         consumer.seek(tp, offset)
         rows: list[dict[str, Any]] = []

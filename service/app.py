@@ -281,7 +281,7 @@ def create_app(service: Service) -> FastAPI:
 
     # -- operations ---------------------------------------------------------------------------
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict[str, Any]:
         """The process is up."""
         return {"status": "up", "uptime_s": round(time.time() - service.started_at, 1)}

@@ -194,7 +194,7 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
         except StoreError as exc:
             raise ApiError(404, str(exc)) from None
 
-    @app.get("/v1/dead-letters")
+    @app.get("/v1/dead-letters", responses={404: {"description": "No such partition."}})
     def dead_letters(
         request: Request,
         _: reader,
@@ -204,17 +204,20 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
     ) -> Response:
         """Rejected records with their reasons, one partition of the dead-letter topic at a time,
         oldest first; the ``Link`` header names the next page (next offset, or next partition)."""
-        from consumers.dead_letters import read_dead_letters
+        from consumers.dead_letters import NoSuchPartitionError, read_dead_letters
 
         settings = service.settings
-        page = read_dead_letters(
-            service.bootstrap,
-            settings.dlq_topic,
-            partition,
-            offset,
-            limit,
-            settings.kafka_timeout_s,
-        )
+        try:
+            page = read_dead_letters(
+                service.bootstrap,
+                settings.dlq_topic,
+                partition,
+                offset,
+                limit,
+                settings.kafka_timeout_s,
+            )
+        except NoSuchPartitionError as exc:
+            raise ApiError(404, str(exc), field="partition") from None
         for row in page.rows:
             _withhold_personal_text(row)
         headers = {}

@@ -27,7 +27,7 @@ from consumers.topics import ensure_topics
 from ledger.errors import ConfigError, CxlError
 from ledger.settings import Settings
 from ledger.store import LedgerStore
-from projections.served import ServingLock
+from projections.served import SNAPSHOT_NAME, ServingLock
 from service.access import AccessKeys, RateLimiter
 from service.intake import EventIntake
 from service.metrics import Readings, RequestLatency, registry_of
@@ -167,6 +167,8 @@ def serve(settings: Settings, say: Callable[[str], None]) -> int:
     with ExitStack() as stack:
         lock.acquire("starting")
         stack.callback(lock.release)
+        # Its copy for other terminals means something only while it runs.
+        stack.callback((settings.home / SNAPSHOT_NAME).unlink, missing_ok=True)
         listening = stack.enter_context(_listen(settings.http_host, settings.http_port))
         kafka = stack.enter_context(kafka_access(settings, may_embed=True))
         ensure_topics(kafka.bootstrap, settings.topics, settings.kafka_timeout_s)

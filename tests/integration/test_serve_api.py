@@ -324,6 +324,8 @@ def test_dead_letters_are_listed_with_their_reasons_and_no_personal_text(served:
     assert {r["origin_partition"] for r in found} == {0, 1, 2}
     assert all("secret-PII" not in r["value"] for r in found)  # free text withheld from readers
     assert all(r["withheld_fields"] == ["data.description"] for r in found)
+    with served.reads() as client:
+        assert client.get("/v1/dead-letters", params={"partition": 3}).status_code == 404
 
 
 # -- operations -------------------------------------------------------------------------------
@@ -332,6 +334,7 @@ def test_dead_letters_are_listed_with_their_reasons_and_no_personal_text(served:
 def test_health_readiness_and_metrics(served: Served) -> None:
     with served.client() as client:
         assert client.get("/healthz").json()["status"] == "up"
+        assert client.head("/healthz").status_code == 200
         ready = client.get("/readyz")
         metrics = client.get("/metrics").text
     assert ready.status_code == 200 and ready.json()["ok"] is True
@@ -391,6 +394,7 @@ def test_sigterm_on_the_embedded_broker_seals_everything_accepted_and_exits_0(
         took = time.monotonic() - started
     assert code == 0, "".join(running.log)
     assert took < 30, took
+    assert not (settings.home / "projections.served.duckdb").exists()  # only while it runs
     done = run_cxl(["verify", "--format", "json"], env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["events"] == 3000
