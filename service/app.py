@@ -174,8 +174,6 @@ def create_app(service: Service) -> FastAPI:
             status = 503
         elif isinstance(exc, ConfigError | QueryError):
             status = 400
-        elif isinstance(exc, StoreError) and "holds no" in str(exc):
-            status = 404
         elif isinstance(exc, ProjectionsError | StoreError):
             status = 503
         else:
