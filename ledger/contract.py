@@ -439,6 +439,8 @@ def _strict_json_problem(raw: bytes) -> str | None:
         json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
     except ValueError as exc:
         return f"not valid JSON ({str(exc).splitlines()[0]})"
+    except RecursionError:
+        return "nested too deeply to be an event (orjson's and Python's parsers both gave up)"
     return None
 
 

@@ -42,7 +42,7 @@ def _withhold_personal_text(row: dict[str, Any]) -> None:
         return
     try:
         record = json.loads(row["value"])
-    except ValueError:
+    except (ValueError, RecursionError):  # what was dead-lettered need not be JSON at all
         return
     data = record.get("data") if isinstance(record, dict) else None
     if not isinstance(data, dict):

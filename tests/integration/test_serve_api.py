@@ -305,6 +305,7 @@ def test_dead_letters_are_listed_with_their_reasons_and_no_personal_text(served:
     for partition in range(3):
         junk = {"junk": marker, "data": {"description": "secret-PII"}}
         producer.send(settings_topic, value=json.dumps(junk).encode(), partition=partition)
+    producer.send(settings_topic, value=b"[" * 5000 + b"]" * 5000, partition=0)  # not a page's end
     producer.flush(10)
     producer.close()
     found: list[dict] = []

@@ -135,8 +135,10 @@ def test_uuid_case_is_normalised_in_the_canonical_body() -> None:
         ),
         (raw(event_dict()).replace(b'"p1"', b'"p\xff1"'), "UTF-8"),
         (raw(event_dict(description="x" * 70_000)), "limit is 65,536"),
+        (b"[" * 20_000 + b"]" * 20_000, "nested too deeply"),
+        (b'{"data": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_001, "nested too deeply"),
     ],
-    ids=["bom", "duplicate-key", "nan", "infinity", "bad-utf8", "oversized"],
+    ids=["bom", "duplicate-key", "nan", "infinity", "bad-utf8", "oversized", "deep", "deep-object"],
 )
 def test_records_that_are_not_strict_json_are_refused_with_the_reason(
     record: bytes, reason_part: str
