@@ -18,14 +18,15 @@ from the source topic.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
-from consumers.kafka_clients import describe
+from consumers.kafka_clients import describe, make_consumer
 from consumers.records import InboundRecord
 from ledger.errors import BrokerUnavailableError, CxlError
 
@@ -182,12 +183,6 @@ def read_dead_letters(
 ) -> DeadLetterPage:
     """Up to ``limit`` dead letters of ``topic``/``partition`` from ``offset`` on, each with its
     reason, origin and value (UTF-8 text, or base64 when it is not), oldest first."""
-    import base64
-
-    from kafka import TopicPartition
-
-    from consumers.kafka_clients import make_consumer
-
     consumer = make_consumer(bootstrap, timeout_s, max_poll_records=limit)
     try:
         tp = TopicPartition(topic, partition)

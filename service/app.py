@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -256,8 +257,6 @@ def create_app(service: Service) -> FastAPI:
             items = split_items(bytes(body), settings.http_max_events)
         except BodyError as exc:
             raise ApiError(400, str(exc)) from None
-        from starlette.concurrency import run_in_threadpool
-
         try:
             result = await run_in_threadpool(service.intake.submit, items, key.source)
         except SourceMismatchError as exc:

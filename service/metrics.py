@@ -20,6 +20,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -162,6 +163,4 @@ def registry_of(read: Callable[[], Readings], latency: RequestLatency) -> Collec
 
 
 def exposition(registry: CollectorRegistry) -> bytes:
-    from prometheus_client.exposition import generate_latest
-
     return generate_latest(registry)

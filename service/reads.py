@@ -2,12 +2,14 @@
 checkpoints answer, over HTTP, from the live projections and the ledger (read keys only)."""
 
 import json
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from consumers.dead_letters import NoSuchPartitionError, read_dead_letters
 from ledger.contract import PERSONAL_FIELDS
 from ledger.errors import ConfigError, StoreError
 from ledger.proofs import inclusion_proof, signed_checkpoint
@@ -55,6 +57,13 @@ def _withhold_personal_text(row: dict[str, Any]) -> None:
         row["withheld_fields"] = [f"data.{name}" for name in withheld]
 
 
+def _instants(as_of: str | None, known_at: str | None) -> tuple[datetime, datetime | None]:
+    """``as_of`` (absent: now) and ``known_at`` (absent: everything sealed), or a 400 naming one."""
+    instant = parse_instant_param(as_of or "now", "as_of")
+    assert instant is not None
+    return instant, parse_instant_param(known_at, "known_at")
+
+
 def _named(error: Exception, parameter: str) -> str:
     """A message written for the CLI's ``--flag``, naming the query parameter instead."""
     return str(error).replace(f"--{parameter}", parameter)
@@ -79,9 +88,7 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
             dims = parse_dimensions(by)
         except ConfigError as exc:
             raise ApiError(400, _named(exc, "by"), field="by") from None
-        instant = parse_instant_param(as_of or "now", "as_of")
-        known = parse_instant_param(known_at, "known_at")
-        assert instant is not None
+        instant, known = _instants(as_of, known_at)
         cursor = service.projector.cursor()
         try:
             return rows_json(trust_gap(cursor, instant, dims, known))
@@ -108,9 +115,7 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
             filters = parse_where(where)
         except ConfigError as exc:
             raise ApiError(400, _named(exc, "where"), field="where") from None
-        instant = parse_instant_param(as_of or "now", "as_of")
-        known = parse_instant_param(known_at, "known_at")
-        assert instant is not None
+        instant, known = _instants(as_of, known_at)
         cursor = service.projector.cursor()
         try:
             promises = explain_promises(
@@ -204,8 +209,6 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
     ) -> Response:
         """Rejected records with their reasons, one partition of the dead-letter topic at a time,
         oldest first; the ``Link`` header names the next page (next offset, or next partition)."""
-        from consumers.dead_letters import NoSuchPartitionError, read_dead_letters
-
         settings = service.settings
         try:
             page = read_dead_letters(

@@ -22,6 +22,7 @@ from typing import Any
 
 import uvicorn
 
+from consumers.broker import wait_for_port
 from consumers.kafka_access import kafka_access
 from consumers.topics import ensure_topics
 from ledger.errors import ConfigError, CxlError
@@ -130,8 +131,6 @@ class Service:
             checks["store"] = {"ok": True, "position": position}
         except Exception as exc:  # any failure to answer is "not ready", said as such
             checks["store"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        from consumers.broker import wait_for_port
-
         first = self.bootstrap.split(",")[0]
         host, _, port = first.rpartition(":")
         try:
