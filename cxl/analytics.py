@@ -63,7 +63,7 @@ def _check_target(settings: Settings, target: Path) -> None:
     require_directory(target.parent)
 
 
-def _caught_up(settings: Settings) -> Any:
+def caught_up(settings: Settings) -> Any:
     """The live projections with everything sealed applied; while ``cxl serve`` runs on this home,
     its published copy once it covers everything sealed now (the server is their only writer)."""
     server = running_server(settings.home)
@@ -81,6 +81,7 @@ def _caught_up(settings: Settings) -> Any:
             on_rebuild=lambda why: err.print(
                 f"rebuilding the projections from the ledger: {why}", markup=False
             ),
+            within=settings.horizon,
         )
 
 
@@ -101,6 +102,7 @@ def _export_replay(
             known_at,
             protected(settings),
             on_progress=lambda at, total: ticker.update(f"position {at:,} of {total:,}"),
+            within=settings.horizon,
         )
 
 
@@ -131,7 +133,9 @@ def register(app: typer.Typer) -> None:
         known_at: KnownAt = None,
         by: Annotated[
             str | None,
-            typer.Option(help="Comma-separated: made_by, channel, kind, due_month, customer."),
+            typer.Option(
+                help="Comma-separated: made_by, channel, kind, due_month, customer, on_behalf_of."
+            ),
         ] = None,
         fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
     ) -> None:
@@ -139,7 +143,7 @@ def register(app: typer.Typer) -> None:
         dims = parse_dimensions(by)
         instant = parse_instant(as_of)
         known = parse_known_at(known_at)
-        con = _caught_up(settings_of(ctx))
+        con = caught_up(settings_of(ctx))
         try:
             rows = trust_gap(con, instant, dims, known)
         finally:
@@ -159,7 +163,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--where",
                 help="Comma-separated DIMENSION=VALUE: made_by, channel, kind, "
-                "due_month (YYYY-MM), customer.",
+                "due_month (YYYY-MM), customer, on_behalf_of.",
             ),
         ] = None,
         status: Annotated[
@@ -175,7 +179,7 @@ def register(app: typer.Typer) -> None:
         filters = parse_where(where)
         instant = parse_instant(as_of)
         known = parse_known_at(known_at)
-        con = _caught_up(settings_of(ctx))
+        con = caught_up(settings_of(ctx))
         try:
             promises = explain_promises(con, instant, known_at=known, where=filters, status=status)
         finally:
@@ -219,6 +223,7 @@ def register(app: typer.Typer) -> None:
                 overwrite=force,
                 protected=protected(settings),
                 on_progress=lambda at, total: ticker.update(f"position {at:,} of {total:,}"),
+                within=settings.horizon,
             )
         known_by = "" if known is None else f" and were sealed by {known.isoformat()}"
         out.print(
@@ -244,7 +249,7 @@ def register(app: typer.Typer) -> None:
         target = database
         if target is None:
             server = running_server(settings.home)
-            _caught_up(settings).close()
+            caught_up(settings).close()
             target = settings.projections_path if server is None else server.snapshot
         emit_rows(run_read_only(target, query), fmt)
 
@@ -284,7 +289,7 @@ def register(app: typer.Typer) -> None:
 
             texts = personal_text_table(settings, to)
         if instant is None and known is None:
-            con = _caught_up(settings)
+            con = caught_up(settings)
             try:
                 with open_store(settings, read_only=True) as store:
                     manifest = build_manifest(con, store, as_of=None, known_at=None)
@@ -322,7 +327,7 @@ def register(app: typer.Typer) -> None:
         known = parse_known_at(known_at)
         settings = settings_of(ctx)
         _check_target(settings, to)
-        con = _caught_up(settings)
+        con = caught_up(settings)
         failure: CxlError | None = None
         try:
             with open_store(settings, read_only=True) as store:

@@ -30,7 +30,7 @@ from consumers.publisher import publish_records
 from consumers.records import read_jsonl
 from consumers.relay import LedgerRelay
 from consumers.topics import ensure_topics
-from cxl import analytics, checkpoints, erasure, serve
+from cxl import analytics, checkpoints, erasure, keepers, serve
 from cxl.output import Format, Ticker, emit_rows, err, out, report_rejects
 from cxl.store_access import check_store_file, ensure_home, open_store
 from ledger.audit import verify_chains
@@ -145,6 +145,44 @@ def root(
     log_format: Annotated[
         str | None, typer.Option(help="Server logs: text or json [env CXL_LOG_FORMAT].")
     ] = None,
+    alerts_topic: Annotated[
+        str | None, typer.Option(help="Alert topic [env CXL_ALERTS_TOPIC].")
+    ] = None,
+    at_risk_horizon: Annotated[
+        str | None,
+        typer.Option(
+            help="How far ahead a promise is at risk, e.g. 48h [env CXL_AT_RISK_HORIZON]."
+        ),
+    ] = None,
+    alerts_interval: Annotated[
+        float | None,
+        typer.Option(help="Seconds between alert rounds [env CXL_ALERTS_INTERVAL_S]."),
+    ] = None,
+    alerts_lookback: Annotated[
+        str | None,
+        typer.Option(help="Oldest condition still alerted, e.g. 7d [env CXL_ALERTS_LOOKBACK]."),
+    ] = None,
+    complaint_ack_targets: Annotated[
+        str | None,
+        typer.Option(
+            help="Time to acknowledge per severity, e.g. 5:4h,…,1:72h "
+            "[env CXL_COMPLAINT_ACK_TARGETS]."
+        ),
+    ] = None,
+    complaint_resolve_targets: Annotated[
+        str | None,
+        typer.Option(
+            help="Time to resolve per severity, e.g. 5:2d,…,1:30d "
+            "[env CXL_COMPLAINT_RESOLVE_TARGETS]."
+        ),
+    ] = None,
+    contact_saturation: Annotated[
+        int | None,
+        typer.Option(
+            help="Outbound touchpoints in 30 days that saturate a customer "
+            "[env CXL_CONTACT_SATURATION]."
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     if ctx.invoked_subcommand is None:
@@ -173,6 +211,13 @@ def root(
             http_max_events=http_max_events,
             serve_max_lag=serve_max_lag,
             log_format=log_format,
+            alerts_topic=alerts_topic,
+            at_risk_horizon=at_risk_horizon,
+            alerts_interval_s=alerts_interval,
+            alerts_lookback=alerts_lookback,
+            complaint_ack_targets=complaint_ack_targets,
+            complaint_resolve_targets=complaint_resolve_targets,
+            contact_saturation=contact_saturation,
         ),
         debug=debug,
     )
@@ -514,26 +559,29 @@ def schemas(
     ),
     check: Annotated[bool, typer.Option(help="Only check the files match the models.")] = False,
 ) -> None:
-    """Write (or --check) the JSON Schema of every v1 event type, generated from the models."""
+    """Write (or --check) the JSON Schema of every v1 event and alert type, from the models."""
+    from ledger.alert_contract import alert_schemas
+
     if check and not directory.is_dir():
         raise ConfigError(
             f"--dir {directory}: no such directory (run from the repository root, or pass --dir)"
         )
     drift = []
-    for name, schema in json_schemas().items():
+    published = {**json_schemas(), **alert_schemas()}
+    for name, schema in published.items():
         text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
         path = directory / name
         if check:
             if not path.is_file() or path.read_text() != text:
                 drift.append(str(path))
         else:
-            directory.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     if drift:
         raise CxlError(
             "schemas differ from the models: " + ", ".join(drift) + " (run `cxl schemas`)"
         )
-    out.print(f"{'checked' if check else 'wrote'} {len(json_schemas())} schemas in {directory}")
+    out.print(f"{'checked' if check else 'wrote'} {len(published)} schemas in {directory}")
 
 
 @app.command()
@@ -576,6 +624,7 @@ def demo(
 
 
 analytics.register(app)
+keepers.register(app)
 erasure.register(app)
 checkpoints.register(app)
 serve.register(app)

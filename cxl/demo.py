@@ -103,6 +103,7 @@ def run_demo(
                 settings.projections_path,
                 store,
                 on_rebuild=lambda why: say(f"rebuilding the projections from the ledger: {why}"),
+                within=settings.horizon,
             )
             source = provenance(con, store, report.summary())
     try:

@@ -2,8 +2,10 @@
 
 Shape of the story: several teams promise things through several channels; ``logistics`` makes
 ever more promises month after month while keeping a shrinking share of them; broken promises are
-followed by complaints that cite them; a slice of customers is contacted far past saturation; a
-little noise is realistic too (a keep published before its promise, a publisher retrying an event).
+followed by complaints that cite them; a slice of customers is contacted far past saturation and
+another only ever meets the IVR, and both complain more; a partner promises on the brand's behalf
+and some brand promises depend on it; a little noise is realistic too (a keep published before its
+promise, a publisher retrying an event).
 """
 
 from __future__ import annotations
@@ -97,8 +99,11 @@ class HistoryGenerator:
         rng = self.rng
         out: list[dict[str, Any]] = []
         saturated = rng.random() < 0.08
+        # Some customers only ever reach the IVR when they call.
+        machines_only = not saturated and rng.random() < 0.1
         touchpoints = rng.randint(2, 6) + (rng.randint(25, 60) if saturated else 0)
         campaign = self._moment()
+        inbound_at: list[datetime] = []
         for i in range(touchpoints):
             outbound = saturated or rng.random() < 0.45
             # Saturated customers get a campaign: dozens of outbound contacts within ~45 days.
@@ -108,6 +113,9 @@ class HistoryGenerator:
                 )
             else:
                 at = self._moment()
+            ivr = machines_only and not outbound
+            if not outbound:
+                inbound_at.append(at)
             out.append(
                 self._event(
                     "touchpoint.recorded",
@@ -115,9 +123,9 @@ class HistoryGenerator:
                     at,
                     "contact-center",
                     {
-                        "channel": rng.choice(CHANNELS),
+                        "channel": "ivr" if ivr else rng.choice(CHANNELS),
                         "direction": "outbound" if outbound else "inbound",
-                        "automated": outbound and rng.random() < 0.7,
+                        "automated": ivr or (outbound and rng.random() < 0.7),
                         "purpose": "marketing" if saturated and outbound else rng.choice(PURPOSES),
                         "outcome": rng.choice(("answered", "no-answer", "resolved", None)),
                         "duration_s": round(rng.uniform(5, 900), 1),
@@ -135,6 +143,15 @@ class HistoryGenerator:
                     out.extend(self._complaint(customer, filed, [promise_id]))
         if rng.random() < 0.05:
             out.extend(self._complaint(customer, self._moment(), []))
+        # Pushed too hard, or never heard by a person: such customers complain more, soon after.
+        if saturated and rng.random() < 0.35:
+            filed = campaign + timedelta(days=rng.uniform(5, 25))
+            if filed < self.end:
+                out.extend(self._complaint(customer, filed.replace(microsecond=0), []))
+        if machines_only and inbound_at and rng.random() < 0.3:
+            filed = rng.choice(inbound_at) + timedelta(hours=rng.uniform(1, 48))
+            if filed < self.end:
+                out.extend(self._complaint(customer, filed, []))
         return out
 
     def _promise(
@@ -146,7 +163,9 @@ class HistoryGenerator:
         month = (made - self.start).days / 30  # 0 … months
         if team == "logistics":
             # The growing team: more of its promises fall late in the window, and it keeps fewer.
-            made = self.start + (made - self.start) * (rng.random() ** 0.5)
+            made = (self.start + (self.end - self.start) * (rng.random() ** 0.5)).replace(
+                microsecond=0
+            )
             month = (made - self.start).days / 30
             p_on_time = max(0.25, 0.85 - 0.05 * month)
         else:
@@ -154,23 +173,23 @@ class HistoryGenerator:
         due = made + timedelta(days=rng.choice((1, 2, 3, 5, 7, 14, 30)))
         promise_id = f"{customer}-p{n}"
         source = f"{team.split(':')[0]}-service"
-        out = [
-            self._event(
-                "promise.made",
-                customer,
-                made,
-                source,
-                {
-                    "promise_id": promise_id,
-                    "made_by": team,
-                    "channel": rng.choice(CHANNELS),
-                    "kind": rng.choice(KINDS_BY_TEAM[team]),
-                    "due_at": _iso(due),
-                    "weight": rng.choice((1.0, 1.0, 1.0, 2.0, 0.5)),
-                    "description": f"{team} promised {customer} an answer by {due:%d %B %Y}",
-                },
-            )
-        ]
+        kind = rng.choice(KINDS_BY_TEAM[team])
+        data: dict[str, Any] = {
+            "promise_id": promise_id,
+            "made_by": team,
+            "channel": rng.choice(CHANNELS),
+            "kind": kind,
+            "due_at": _iso(due),
+            "weight": rng.choice((1.0, 1.0, 1.0, 2.0, 0.5)),
+            "description": f"{team} promised {customer} an answer by {due:%d %B %Y}",
+        }
+        # The stakeholder web: the partner promises on the brand's behalf; some of the brand's
+        # delivery promises depend on the partner.
+        if team == "partner:acme":
+            data["on_behalf_of"] = "logistics" if kind == "delivery" else "support"
+        elif kind == "delivery" and rng.random() < 0.3:
+            data["on_behalf_of"] = "partner:acme"
+        out = [self._event("promise.made", customer, made, source, data)]
         roll = rng.random()
         if rng.random() < 0.1:
             agreed = rng.random() < 0.6
@@ -225,6 +244,7 @@ class HistoryGenerator:
     ) -> list[dict[str, Any]]:
         rng = self.rng
         complaint_id = f"{customer}-c{rng.randrange(10**9)}"
+        severity = rng.randint(1, 5)
         out = [
             self._event(
                 "complaint.filed",
@@ -235,13 +255,14 @@ class HistoryGenerator:
                     "complaint_id": complaint_id,
                     "channel": rng.choice(CHANNELS),
                     "category": rng.choice(CATEGORIES),
-                    "severity": rng.randint(1, 5),
+                    "severity": severity,
                     "promise_ids": promise_ids,
                     "text": f"{customer} complained on {filed:%d %B %Y}; see the call notes",
                 },
             )
         ]
-        acked = filed + timedelta(hours=rng.uniform(0.5, 72))
+        # The more severe, the sooner it is acknowledged — not always within its target.
+        acked = filed + timedelta(hours=rng.uniform(0.25, 14 * (6 - severity)))
         if acked < self.end and rng.random() < 0.9:
             out.append(
                 self._event(

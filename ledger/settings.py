@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import pwd
 import re
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlparse
@@ -16,8 +18,17 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledger.errors import ConfigError
+from ledger.instants import parse_duration, parse_severity_targets
 
 _SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True)
+class ComplaintTargets:
+    """Service-level targets for complaints, per severity 1–5: time to acknowledge, to resolve."""
+
+    acknowledge: dict[int, timedelta]
+    resolve: dict[int, timedelta]
 
 
 class Settings(BaseSettings):
@@ -90,6 +101,38 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="`cxl serve` logs: text lines, or JSON lines (one per request)."
     )
+    alerts_topic: str = Field(default="cx.alerts", description="Topic alerts are published to.")
+    at_risk_horizon: str = Field(
+        default="48h",
+        description="How far ahead a promise counts as at risk (`cxl at-risk`, alerts, the "
+        "`promises_at_risk` view): 90m, 48h, 7d.",
+    )
+    alerts_interval_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=86_400,
+        allow_inf_nan=False,
+        description="How often `cxl alerts` and `cxl serve` look for new alerts.",
+    )
+    alerts_lookback: str = Field(
+        default="7d",
+        description="Overdue, broken and SLA conditions older than this are not alerted "
+        "(a first run on a long history does not flood the topic).",
+    )
+    complaint_ack_targets: str = Field(
+        default="5:4h,4:8h,3:24h,2:48h,1:72h",
+        description="Time to acknowledge a complaint, per severity (5 = most severe).",
+    )
+    complaint_resolve_targets: str = Field(
+        default="5:2d,4:3d,3:7d,2:14d,1:30d",
+        description="Time to resolve a complaint, per severity (5 = most severe).",
+    )
+    contact_saturation: int = Field(
+        default=8,
+        ge=1,
+        le=1_000_000,
+        description="Outbound touchpoints in 30 days at which a customer counts as saturated.",
+    )
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port[,host:port]; unset = embedded broker."
     )
@@ -132,6 +175,24 @@ class Settings(BaseSettings):
                     )
         return value
 
+    @field_validator("at_risk_horizon", "alerts_lookback")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        try:
+            parse_duration(value, "value")
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("value ")) from None
+        return value
+
+    @field_validator("complaint_ack_targets", "complaint_resolve_targets")
+    @classmethod
+    def _are_severity_targets(cls, value: str) -> str:
+        try:
+            parse_severity_targets(value, "value")
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("value").lstrip(": ")) from None
+        return value
+
     @property
     def store_url(self) -> str:
         return self.store or str(self.home / "ledger.sqlite")
@@ -139,6 +200,11 @@ class Settings(BaseSettings):
     @property
     def access_keys_path(self) -> Path:
         return self.access_keys or self.home / "access.sqlite"
+
+    @property
+    def alerts_log_path(self) -> Path:
+        """Which alerts were confirmed delivered (``consumers.alerts.AlertLog``)."""
+        return self.home / "alerts.sqlite"
 
     @property
     def key_store_path(self) -> Path:
@@ -174,6 +240,21 @@ class Settings(BaseSettings):
             raise ConfigError(f"CXL_KEK_FILE {self.kek_path} is the key store it protects")
 
     @property
+    def horizon(self) -> timedelta:
+        return parse_duration(self.at_risk_horizon, "CXL_AT_RISK_HORIZON")
+
+    @property
+    def lookback(self) -> timedelta:
+        return parse_duration(self.alerts_lookback, "CXL_ALERTS_LOOKBACK")
+
+    @property
+    def complaint_targets(self) -> ComplaintTargets:
+        return ComplaintTargets(
+            parse_severity_targets(self.complaint_ack_targets, "CXL_COMPLAINT_ACK_TARGETS"),
+            parse_severity_targets(self.complaint_resolve_targets, "CXL_COMPLAINT_RESOLVE_TARGETS"),
+        )
+
+    @property
     def projections_path(self) -> Path:
         return self.home / "projections.duckdb"
 
@@ -184,6 +265,7 @@ class Settings(BaseSettings):
             self.events_topic: self.partitions,
             self.dlq_topic: self.partitions,
             self.ledger_topic: self.partitions,
+            self.alerts_topic: self.partitions,
         }
 
     @property

@@ -43,6 +43,17 @@ def parse_where(text: str | None) -> dict[str, str]:
     return where
 
 
+def where_conditions(where: dict[str, str] | None) -> tuple[list[str], dict[str, Any]]:
+    """SQL conditions (over folded promise rows) and their parameters for ``parse_where``'s result."""
+    conditions = []
+    params: dict[str, Any] = {}
+    for number, (name, value) in enumerate((where or {}).items()):
+        column = "strftime(due_month, '%Y-%m')" if name == "due_month" else DIMENSIONS[name]
+        conditions.append(f"{column} = $w{number}")
+        params[f"w{number}"] = value
+    return conditions, params
+
+
 def explain(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime,
@@ -55,18 +66,13 @@ def explain(
     and ``status``: its keys, status, weighted amounts (``gap``'s names) and ``events``."""
     if status is not None and status not in STATUSES:
         raise ConfigError(f"--status {status!r}: choose from {', '.join(STATUSES)}")
-    conditions = []
-    params: dict[str, Any] = {}
-    for number, (name, value) in enumerate((where or {}).items()):
-        column = "strftime(due_month, '%Y-%m')" if name == "due_month" else DIMENSIONS[name]
-        conditions.append(f"{column} = $w{number}")
-        params[f"w{number}"] = value
+    conditions, params = where_conditions(where)
     if status is not None:
         conditions.append("status = $status")
         params["status"] = status
     amounts = ", ".join(f"{m}_w AS {m}" if m != "made" else "made_w AS made" for m in MEASURES)
     sql = (
-        "SELECT customer_id, promise_id, made_by, channel, kind, "
+        "SELECT customer_id, promise_id, made_by, on_behalf_of, channel, kind, "
         f"strftime(due_month, '%Y-%m') AS due_month, status, {amounts} "
         f"FROM ({classify_sql(promise_rows_sql(con, as_of, known_at))}) p"
         + (f" WHERE {' AND '.join(conditions)}" if conditions else "")

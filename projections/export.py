@@ -6,13 +6,14 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from ledger.store import LedgerStore
+from projections.at_risk import DEFAULT_HORIZON
 from projections.errors import ProjectionsError
 from projections.live import replay
 from projections.manifest import MANIFEST_FILE, copy_table, read_manifest
@@ -75,13 +76,22 @@ def export_replay(
     known_at: datetime | None,
     protected: Sequence[Path] = (),
     on_progress: Callable[[int, int], None] | None = None,
+    within: timedelta = DEFAULT_HORIZON,
 ) -> dict[str, int]:
     """``export_all`` of a replay as of ``as_of`` / ``known_at``, built in a temporary file beside
     ``directory`` (removed afterwards): what the live projections cannot answer."""
     require_directory(directory.parent)
     with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".cxl-export-") as building:
         path = Path(building) / "replay.duckdb"
-        replay(store, as_of, path, known_at=known_at, protected=protected, on_progress=on_progress)
+        replay(
+            store,
+            as_of,
+            path,
+            known_at=known_at,
+            protected=protected,
+            on_progress=on_progress,
+            within=within,
+        )
         manifest = read_manifest(path)
         con = connect(path, read_only=True)
         try:

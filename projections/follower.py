@@ -43,6 +43,7 @@ _STATE_SHAPE = {
             "made_by": "VARCHAR",
             "channel": "VARCHAR",
             "kind": "VARCHAR",
+            "on_behalf_of": "VARCHAR",
             "due_at": "TIMESTAMPTZ",
             "weight": "DOUBLE",
             "fraction": "DOUBLE",
@@ -71,7 +72,8 @@ _FACTS = {
         "starts_with(s.body.type, 'promise.')",
         "position, s.body.customer_id, s.body.data.promise_id, s.body.type, s.body.occurred_at, "
         "s.body.data.made_by, s.body.data.channel, s.body.data.kind, s.body.data.due_at, s.body.data.weight, "
-        "s.body.data.fraction, s.body.data.new_due_at, s.body.data.agreed_by_customer, s.recorded_at",
+        "s.body.data.fraction, s.body.data.new_due_at, s.body.data.agreed_by_customer, s.recorded_at, "
+        "s.body.data.on_behalf_of",
     ),
     "complaint_events": (
         "starts_with(s.body.type, 'complaint.')",

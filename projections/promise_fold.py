@@ -43,7 +43,8 @@ VISIBLE = visible()
 FOLD = """
 WITH ev AS ({source}),
 made AS (
-    SELECT customer_id, promise_id, occurred_at AS made_at, made_by, channel, kind, due_at, weight
+    SELECT customer_id, promise_id, occurred_at AS made_at, made_by, channel, kind, due_at, weight,
+           on_behalf_of
     FROM ev WHERE type = 'promise.made'
     QUALIFY row_number() OVER (PARTITION BY customer_id, promise_id ORDER BY occurred_at, position) = 1
 ),
@@ -96,7 +97,8 @@ SELECT s.customer_id, s.promise_id, s.made_at, s.made_by, s.channel, s.kind, s.w
        k.first_kept_at, k.last_kept_at,
        CASE WHEN s.broken_at IS NULL THEN k.fully_kept_at
             WHEN k.fully_kept_at IS NULL THEN s.broken_at
-            ELSE least(s.broken_at, k.fully_kept_at) END AS settled_at
+            ELSE least(s.broken_at, k.fully_kept_at) END AS settled_at,
+       s.on_behalf_of
 FROM state s LEFT JOIN kept k USING (customer_id, promise_id)
 """
 

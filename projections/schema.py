@@ -26,7 +26,7 @@ FACT_TABLES = {
         position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, promise_id VARCHAR NOT NULL,
         type VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL, made_by VARCHAR, channel VARCHAR,
         kind VARCHAR, due_at TIMESTAMPTZ, weight DOUBLE, fraction DOUBLE, new_due_at TIMESTAMPTZ,
-        agreed_by_customer BOOLEAN, recorded_at TIMESTAMPTZ NOT NULL
+        agreed_by_customer BOOLEAN, recorded_at TIMESTAMPTZ NOT NULL, on_behalf_of VARCHAR
     """,
     "complaint_events": """
         position BIGINT NOT NULL, customer_id VARCHAR NOT NULL, complaint_id VARCHAR NOT NULL,
@@ -47,7 +47,7 @@ PROMISES_TABLE = """
     due_at TIMESTAMPTZ NOT NULL, due_in_force TIMESTAMPTZ NOT NULL, due_month DATE NOT NULL,
     renegotiations INTEGER NOT NULL, broken_at TIMESTAMPTZ, keeps INTEGER NOT NULL,
     kept_on_time_fraction DOUBLE NOT NULL, kept_late_fraction DOUBLE NOT NULL,
-    first_kept_at TIMESTAMPTZ, last_kept_at TIMESTAMPTZ, settled_at TIMESTAMPTZ
+    first_kept_at TIMESTAMPTZ, last_kept_at TIMESTAMPTZ, settled_at TIMESTAMPTZ, on_behalf_of VARCHAR
 """
 
 
@@ -81,7 +81,8 @@ def outdated(path: Path) -> str | None:
     """Why the projections file at ``path``, built by an earlier cx-ledger, must be deleted and
     rebuilt rather than caught up (None when it need not): it copied personal text into its
     tables (which DuckDB may keep in old blocks, so it is deleted, not altered), or its fact
-    tables lack ``recorded_at`` (what the ledger knew when: ``--known-at``)."""
+    tables lack ``recorded_at`` (what the ledger knew when: ``--known-at``) or ``on_behalf_of``
+    (the stakeholder web)."""
     if not path.is_file():
         return None
     con = connect(path, read_only=True)
@@ -97,6 +98,8 @@ def outdated(path: Path) -> str | None:
     tables = {table for table, _ in columns}
     if tables and tables != {table for table, column in columns if column == "recorded_at"}:
         return f"{path} was built by an earlier cx-ledger, without recorded_at"
+    if "promise_events" in tables and ("promise_events", "on_behalf_of") not in columns:
+        return f"{path} was built by an earlier cx-ledger, without on_behalf_of"
     return None
 
 

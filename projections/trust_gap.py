@@ -1,4 +1,5 @@
-"""The trust gap by any mix of team, channel, kind, due month and customer, as of any instant."""
+"""The trust gap by any mix of team, channel, kind, due month, customer and the party a promise was
+made on behalf of (``on_behalf_of``: null for the brand's own promises), as of any instant."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ DIMENSIONS = {
     "kind": "kind",
     "due_month": "due_month",
     "customer": "customer_id",
+    "on_behalf_of": "on_behalf_of",
 }
 # Applied to the (few) grouped rows, not to every promise: formatting 10M dates dominated the query.
 PRESENTATION = {"due_month": "strftime(due_month, '%Y-%m')"}

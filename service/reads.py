@@ -78,7 +78,7 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
         by: Annotated[
             str | None,
             Query(
-                description="Comma-separated: made_by, channel, kind, due_month, customer.",
+                description="Comma-separated: made_by, channel, kind, due_month, customer, on_behalf_of.",
                 max_length=200,
             ),
         ] = None,

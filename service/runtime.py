@@ -224,6 +224,7 @@ class LiveProjector(Component):
                 self.settings.projections_path,
                 store,
                 on_rebuild=lambda why: log.info("rebuilding the projections: %s", why),
+                within=self.settings.horizon,
             )
             with self._lock:
                 self._con = con

@@ -74,6 +74,7 @@ def test_every_setting_has_a_cli_flag() -> None:
         "ingest_workers": "--workers",
         "kafka_timeout_s": "--kafka-timeout",
         "checkpoint_interval_s": "--checkpoint-interval",
+        "alerts_interval_s": "--alerts-interval",
     }
     for name in Settings.model_fields:
         assert aliases.get(name, "--" + name.replace("_", "-")) in flags, name

@@ -6,6 +6,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from ledger.alert_contract import alert_schemas
 from ledger.contract import PERSONAL_FIELDS, json_schemas
 from tests.events import DEFAULT_DATA, event_dict
 
@@ -13,8 +14,11 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "v1"
 
 
 def test_checked_in_schemas_match_the_models() -> None:
-    generated = json_schemas()
-    on_disk = {p.name: json.loads(p.read_text()) for p in SCHEMA_DIR.glob("*.json")}
+    generated = {**json_schemas(), **alert_schemas()}
+    on_disk = {
+        str(p.relative_to(SCHEMA_DIR)): json.loads(p.read_text())
+        for p in SCHEMA_DIR.rglob("*.json")
+    }
     assert set(on_disk) == set(generated), "run `cxl schemas` to regenerate schemas/v1"
     for name, schema in generated.items():
         assert on_disk[name] == schema, f"{name} drifted from the model; run `cxl schemas`"
