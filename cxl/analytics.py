@@ -321,6 +321,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a self-contained HTML report with charts (works offline)."""
         from ledger.audit import verify_chains
+        from projections.keeper_report import Thresholds
         from projections.report import provenance, write_report
 
         instant = parse_instant(as_of)
@@ -342,7 +343,15 @@ def register(app: typer.Typer) -> None:
                     except (ChainBrokenError, LedgerTamperedError) as exc:
                         failure, state = exc, f"cxl verify FAILED: {exc}"
                 source = provenance(con, store, state)
-            write_report(con, instant, to, protected(settings), known_at=known, source=source)
+            write_report(
+                con,
+                instant,
+                to,
+                protected(settings),
+                known_at=known,
+                source=source,
+                thresholds=Thresholds.of(settings),
+            )
         finally:
             con.close()
         out.print(f"report written to {to.resolve()}")

@@ -26,6 +26,7 @@ from cxl.synthetic import HistoryGenerator, write_jsonl
 from ledger.audit import VerifyReport, verify_chains
 from ledger.settings import Settings
 from ledger.store import LedgerStore
+from projections.keeper_report import Thresholds
 from projections.live import open_caught_up
 from projections.report import provenance, write_report
 from projections.targets import protected_files
@@ -120,6 +121,7 @@ def run_demo(
                 (settings.key_store_path, settings.kek_path),
             ),
             source=source,
+            thresholds=Thresholds.of(settings),
         )
     finally:
         con.close()

@@ -18,7 +18,7 @@ from cxl.store_access import ensure_home
 from ledger.errors import BrokerUnavailableError
 from ledger.instants import format_duration, parse_duration, parse_instant
 from ledger.settings import Settings
-from projections.alerts import due_alerts
+from projections.alerts import alerts_due
 from projections.at_risk import at_risk
 from projections.complaint_sla import complaint_sla, parse_groups
 from projections.contact_pressure import contact_groups
@@ -33,12 +33,7 @@ def alert_round(settings: Settings, publisher: AlertPublisher, now: datetime | N
     the new ones; returns how many were published."""
     con = caught_up(settings)
     try:
-        instant = now or datetime.now(UTC)
-        alerts = list(
-            due_alerts(
-                con, instant, settings.horizon, settings.lookback, settings.complaint_targets
-            )
-        )
+        alerts = alerts_due(con, settings, now or datetime.now(UTC))
     finally:
         con.close()
     return publisher.publish(alerts)

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from ledger.alert_contract import ComplaintAlert, PromiseAlert, alert_id
-from ledger.settings import ComplaintTargets
+from ledger.settings import ComplaintTargets, Settings
 from projections.at_risk import at_risk_sql
 from projections.complaint_sla import with_deadlines_sql
 from projections.complaints import complaints_sql
@@ -109,3 +109,12 @@ def due_alerts(
             filed_at=row["filed_at"],
             target_hours=_hours(target[row["severity"]]),
         )
+
+
+def alerts_due(
+    con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime
+) -> list[PromiseAlert | ComplaintAlert]:
+    """``due_alerts`` with the horizon, lookback and SLA targets of ``settings``."""
+    return list(
+        due_alerts(con, now, settings.horizon, settings.lookback, settings.complaint_targets)
+    )

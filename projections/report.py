@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 from ledger.store import LedgerStore
 from projections.anomalies import ANOMALIES
+from projections.charts import PALETTE, plt, svg_of, table_html
 from projections.complaints import complaint_summary, complaints_sql
 from projections.contact_pressure import CONTACT_PRESSURE
+from projections.inflation import flagged_groups
+from projections.keeper_report import Thresholds, keeper_sections
 from projections.ledger_binding import recorded_mark
 from projections.promise_fold import horizon
 from projections.targets import refuse_protected, replaced_on_success, require_directory
@@ -33,40 +30,6 @@ from projections.trust_gap import classified_promises_sql, trust_gap
 
 OUTCOMES = ("kept_on_time", "kept_late", "broken", "overdue", "pending")
 OUTCOME_COLOURS = ("#2e7d32", "#9ccc65", "#c62828", "#ff8f00", "#90a4ae")
-PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f", "#5d4037")
-
-plt.rcParams.update(
-    {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
-)
-
-
-def _svg(fig: Any) -> str:
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    text = buffer.getvalue()
-    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
-    return text[text.index("<svg") :]
-
-
-def _table(rows: list[dict[str, Any]], limit: int = 60) -> str:
-    if not rows:
-        return "<p class='empty'>no data</p>"
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in rows[0])
-    body = []
-    for row in rows[:limit]:
-        cells = []
-        for value in row.values():
-            if isinstance(value, float):
-                text = f"{value:,.3f}"
-            elif value is None:
-                text = "—"
-            else:
-                text = str(value)
-            cells.append(f"<td>{html.escape(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    more = f"<p class='more'>… {len(rows) - limit} more rows</p>" if len(rows) > limit else ""
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 
 def _query(
@@ -127,7 +90,7 @@ def _monthly_chart(rows: list[dict[str, Any]], value: str, label: str, colour: s
     ax.set_ylim(0, 1)
     ax.tick_params(axis="x", rotation=45)
     ax.legend(fontsize=8, frameon=False, loc="upper left")
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def _gap_over_time(
@@ -167,7 +130,7 @@ def _anomalies(
         [r["anomaly"] for r in rows] or ["none"], [r["facts"] for r in rows] or [0], color="#5d4037"
     )
     ax.set_xlabel("sealed facts that are odd as of this instant")
-    return _svg(fig), rows
+    return svg_of(fig), rows
 
 
 def _gap_bars(
@@ -182,7 +145,7 @@ def _gap_bars(
     )
     ax.set_xlim(0, 1)
     ax.set_xlabel("trust gap")
-    return _svg(fig), rows
+    return svg_of(fig), rows
 
 
 def _outcomes(
@@ -198,7 +161,7 @@ def _outcomes(
         left = [a + b for a, b in zip(left, values, strict=True)]
     ax.set_xlabel("promises (weighted)")
     ax.legend(ncol=5, fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    return _svg(fig), rows
+    return svg_of(fig), rows
 
 
 def _complaints_vs_broken(
@@ -233,7 +196,7 @@ def _complaints_vs_broken(
     )
     ax.tick_params(axis="x", rotation=45)
     ax.legend(fontsize=8, frameon=False)
-    return _svg(fig), rows
+    return svg_of(fig), rows
 
 
 def _contact_pressure(
@@ -253,7 +216,7 @@ def _contact_pressure(
     ax.set_xlabel("outbound contacts per customer per 30 days (30 = 30 or more)")
     ax.set_ylabel("customer × window")
     ax.set_yscale("log")
-    return _svg(fig), rows
+    return svg_of(fig), rows
 
 
 CSS = """
@@ -296,6 +259,7 @@ def write_report(
     protected: Sequence[Path] = (),
     known_at: datetime | None = None,
     source: Provenance | None = None,
+    thresholds: Thresholds | None = None,
 ) -> None:
     """Render the report as of ``as_of`` (as the ledger knew it at ``known_at``, when given)
     into ``to``, replacing it only once complete; its header states ``source``.
@@ -308,7 +272,8 @@ def write_report(
     document = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<title>cx-ledger report</title>"
-        f"<style>{CSS}</style></head><body>{report_body(con, as_of, known_at, source)}</body></html>"
+        f"<style>{CSS}</style></head><body>"
+        f"{report_body(con, as_of, known_at, source, thresholds)}</body></html>"
     )
     with replaced_on_success(to) as temporary:
         temporary.write_text(document, encoding="utf-8")
@@ -319,6 +284,7 @@ def report_body(
     as_of: datetime,
     known_at: datetime | None = None,
     source: Provenance | None = None,
+    thresholds: Thresholds | None = None,
 ) -> str:
     """The report's content (header, figures, charts, tables) as HTML for a page styled by
     ``CSS``: the file ``write_report`` writes, and the live dashboard, show the same."""
@@ -342,14 +308,21 @@ def report_body(
         ("outcomes", "Promise outcomes by team (weighted, stacked)", *_outcomes(*at)),
         ("complaints", "Complaints vs broken promises (by month)", *_complaints_vs_broken(*at)),
         ("contact-pressure", "Contact pressure distribution", *_contact_pressure(*at)),
+        *keeper_sections(con, as_of, known_at, thresholds or Thresholds()),
         ("anomalies", "Anomalies: sealed facts that are odd", *_anomalies(*at)),
     ]
+
+    rows_of = {anchor: rows for anchor, _, _, rows in sections}
 
     def kpi(label: str, value: Any) -> str:
         shown = (
             "—"
             if value is None
-            else (f"{value:.1%}" if isinstance(value, float) and value <= 1 else f"{value:,}")
+            else (
+                f"{value:.1%}"
+                if isinstance(value, float) and value <= 1
+                else (value if isinstance(value, str) else f"{value:,}")
+            )
         )
         slug = "-".join(label.split()[:2]).strip("()")
         return (
@@ -389,11 +362,21 @@ def report_body(
         kpi("due", round(overall["due"])),
         kpi("complaints", complaints["complaints"]),
         kpi("complaints citing a broken promise", complaints["share_linked_to_broken"]),
+        kpi("promises at risk", len(rows_of["at-risk"])),
+        kpi(
+            "teams flagged for inflation",
+            ", ".join(
+                str(team)
+                for team, flag in flagged_groups(rows_of["inflation"], "made_by").items()
+                if flag
+            )
+            or "none",
+        ),
         "</div>",
     ]
     for anchor, title, svg, rows in sections:
         body.append(
             f"<section id='{anchor}'><h2>{html.escape(title)}</h2><figure class='chart' data-chart='{anchor}'>"
-            f"{svg}</figure><details><summary>numbers behind the chart</summary>{_table(rows)}</details></section>"
+            f"{svg}</figure><details><summary>numbers behind the chart</summary>{table_html(rows)}</details></section>"
         )
     return "".join(body)

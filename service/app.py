@@ -297,9 +297,11 @@ def create_app(service: Service) -> FastAPI:
         )
 
     from service.dashboard import register_dashboard
+    from service.keepers import register_keepers
     from service.reads import register_reads
 
     register_reads(app, service, Reader)
+    register_keepers(app, service, Reader)
     register_dashboard(app, service, Reader)
     _add_schemas(app)
     app.add_middleware(Timing, service=service)

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from projections.keeper_report import Thresholds
 from projections.report import CSS, provenance, report_body
 from service.app import ApiError
 from service.server import Service
@@ -62,7 +63,9 @@ class DashboardRenderer:
             cursor = projector.cursor()
             try:
                 source = self.service.ledger.ask(lambda store: provenance(cursor, store, state))
-                body = report_body(cursor, as_of, None, source)
+                body = report_body(
+                    cursor, as_of, None, source, Thresholds.of(self.service.settings)
+                )
             finally:
                 cursor.close()
             payload = {

@@ -81,6 +81,7 @@ class Readings:
     ledger_position: int
     checkpoint_age_s: float | None
     verified_ok: bool | None
+    alerts_published: int = 0
 
 
 class ServiceCollector(Collector):
@@ -114,6 +115,7 @@ class ServiceCollector(Collector):
             ("cxl_checkpoints_published", "Signed checkpoints published.", r.checkpoints),
             ("cxl_http_events_accepted", "Events accepted by POST /v1/events.", r.accepted_http),
             ("cxl_http_events_rejected", "Items refused by POST /v1/events.", r.rejected_http),
+            ("cxl_alerts_published", "New alerts confirmed delivered.", r.alerts_published),
         ]
         for name, text, value in counters:
             yield CounterMetricFamily(name, text, value=value)

@@ -57,14 +57,14 @@ def _withhold_personal_text(row: dict[str, Any]) -> None:
         row["withheld_fields"] = [f"data.{name}" for name in withheld]
 
 
-def _instants(as_of: str | None, known_at: str | None) -> tuple[datetime, datetime | None]:
+def instants(as_of: str | None, known_at: str | None) -> tuple[datetime, datetime | None]:
     """``as_of`` (absent: now) and ``known_at`` (absent: everything sealed), or a 400 naming one."""
     instant = parse_instant_param(as_of or "now", "as_of")
     assert instant is not None
     return instant, parse_instant_param(known_at, "known_at")
 
 
-def _named(error: Exception, parameter: str) -> str:
+def named(error: Exception, parameter: str) -> str:
     """A message written for the CLI's ``--flag``, naming the query parameter instead."""
     return str(error).replace(f"--{parameter}", parameter)
 
@@ -87,8 +87,8 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
         try:
             dims = parse_dimensions(by)
         except ConfigError as exc:
-            raise ApiError(400, _named(exc, "by"), field="by") from None
-        instant, known = _instants(as_of, known_at)
+            raise ApiError(400, named(exc, "by"), field="by") from None
+        instant, known = instants(as_of, known_at)
         cursor = service.projector.cursor()
         try:
             return rows_json(trust_gap(cursor, instant, dims, known))
@@ -114,15 +114,15 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
         try:
             filters = parse_where(where)
         except ConfigError as exc:
-            raise ApiError(400, _named(exc, "where"), field="where") from None
-        instant, known = _instants(as_of, known_at)
+            raise ApiError(400, named(exc, "where"), field="where") from None
+        instant, known = instants(as_of, known_at)
         cursor = service.projector.cursor()
         try:
             promises = explain_promises(
                 cursor, instant, known_at=known, where=filters, status=status
             )
         except ConfigError as exc:
-            raise ApiError(400, _named(exc, "status"), field="status") from None
+            raise ApiError(400, named(exc, "status"), field="status") from None
         finally:
             cursor.close()
         return rows_json(promises)

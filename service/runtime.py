@@ -3,6 +3,8 @@
 - the **ingest pipeline** (consume → seal, relay, checkpoints; ``consumers.pipeline``);
 - the **live projector**: the projections caught up continuously (not only when asked), and a
   copy published for other processes when they ask (``projections.served``);
+- the **alerter**: alerts due (at risk, overdue, broken, complaint SLAs) published to
+  ``cx.alerts``, each once (``consumers.alerts``);
 - the **verifier**: the whole ledger re-verified whenever it grew, at most every
   ``VERIFY_EVERY_S``, so the dashboard and ``/v1/verify`` state what was last proved, and when.
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from consumers.alerts import AlertLog, AlertPublisher
 from consumers.checkpoints import CheckpointPublisher
 from consumers.ingest import IngestStats
 from consumers.pipeline import IngestPipeline
@@ -33,6 +36,7 @@ from ledger.errors import (
 )
 from ledger.settings import Settings
 from ledger.store import LedgerStore
+from projections.alerts import alerts_due
 from projections.errors import ProjectionsError
 from projections.follower import catch_up
 from projections.live import open_caught_up
@@ -253,6 +257,60 @@ class LiveProjector(Component):
                 with self._lock:
                     self._con = None
                 con.close()
+
+
+class Alerter(Component):
+    """Publishes the alerts due (``projections.alerts``) every ``CXL_ALERTS_INTERVAL_S``, from
+    the live projections once they are caught up. A broker that does not answer is logged and
+    tried again next round: alerts wait, nothing else stops."""
+
+    name = "alerter"
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap: str,
+        projector: LiveProjector,
+        stopping: threading.Event,
+        on_failure: Callable[[Component], None],
+    ) -> None:
+        super().__init__(stopping, on_failure)
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.projector = projector
+        self.last_round_at: datetime | None = None
+        self.error_text: str | None = None
+        self.published = 0
+
+    def run(self) -> None:
+        while not self.projector.ready.wait(PROJECT_EVERY_S):
+            if self.stopping.is_set():
+                return
+        log_ = AlertLog(self.settings.alerts_log_path)
+        publisher = AlertPublisher(
+            log_, self.bootstrap, self.settings.alerts_topic, self.settings.kafka_timeout_s
+        )
+        try:
+            while not self.stopping.is_set():
+                now = datetime.now(UTC)
+                cursor = self.projector.cursor()
+                try:
+                    alerts = alerts_due(cursor, self.settings, now)
+                finally:
+                    cursor.close()
+                try:
+                    sent = publisher.publish(alerts)
+                    self.error_text = None
+                    if sent:
+                        log.info("published %d new alerts to %s", sent, self.settings.alerts_topic)
+                except BrokerUnavailableError as exc:
+                    self.error_text = str(exc)
+                    log.error("alerts: %s", exc)
+                self.published = publisher.published
+                self.last_round_at = now
+                self.stopping.wait(self.settings.alerts_interval_s)
+        finally:
+            log_.close()
 
 
 @dataclass(frozen=True)

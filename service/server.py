@@ -33,6 +33,7 @@ from service.access import AccessKeys, RateLimiter
 from service.intake import EventIntake
 from service.metrics import Readings, RequestLatency, registry_of
 from service.runtime import (
+    Alerter,
     Component,
     IngestComponent,
     LedgerReader,
@@ -76,8 +77,13 @@ class Service:
         self.ingest = IngestComponent(settings, bootstrap, owns_broker, self.stopping, self._failed)
         self.projector = LiveProjector(settings, self.stopping, self._failed, copy_wanted)
         self.verifier = LedgerVerifier(settings, self.stopping, self._failed)
+        self.alerter = Alerter(settings, bootstrap, self.projector, self.stopping, self._failed)
         self.ledger = LedgerReader(settings)
         self.started_at = time.time()
+
+    @property
+    def components(self) -> tuple[Component, ...]:
+        return (self.ingest, self.projector, self.verifier, self.alerter)
 
     def _failed(self, component: Component) -> None:
         if self.failure is None and not self.stopping.is_set():
@@ -85,15 +91,15 @@ class Service:
             self.on_failure()
 
     def start(self) -> None:
-        for component in (self.ingest, self.projector, self.verifier):
+        for component in self.components:
             component.start()
 
     def stop(self) -> None:
         """Finish in-flight batches and stop every component (each within ``SHUTDOWN_S``)."""
         self.stopping.set()
-        for component in (self.ingest, self.projector, self.verifier):
+        for component in self.components:
             component.stop()
-        for component in (self.ingest, self.projector, self.verifier):
+        for component in self.components:
             if not component.join(SHUTDOWN_S):
                 log.error("%s did not stop within %.0f s", component.name, SHUTDOWN_S)
         self.intake.close()
@@ -120,6 +126,7 @@ class Service:
             ledger_position=self.projector.ledger_position,
             checkpoint_age_s=None if published_at is None else time.time() - published_at,
             verified_ok=None if verification is None else verification.ok,
+            alerts_published=self.alerter.published,
         )
 
     def readiness(self) -> dict[str, Any]:
