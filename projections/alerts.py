@@ -49,7 +49,8 @@ FROM ({rows}) c WHERE resolved_at IS NULL AND resolve_due <= $as_of AND resolve_
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params)
+    """Rows of ``sql`` with those of ``params`` it uses (DuckDB refuses the others)."""
+    cursor = con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 

@@ -46,6 +46,7 @@ def unique_settings(root: Path, bootstrap: str) -> Settings:
         ledger_topic=f"t-{suffix}.ledger",
         dlq_topic=f"t-{suffix}.dlq",
         checkpoints_topic=f"t-{suffix}.checkpoints",
+        alerts_topic=f"t-{suffix}.alerts",
         partitions=3,
         batch_size=500,
         kafka_timeout_s=10,
@@ -61,6 +62,7 @@ def drop_topics(settings: Settings) -> None:
             settings.ledger_topic,
             settings.dlq_topic,
             settings.checkpoints_topic,
+            settings.alerts_topic,
         ],
         10,
     )
@@ -102,6 +104,7 @@ def cxl_env(settings: Settings, **extra: str) -> dict[str, str]:
         CXL_LEDGER_TOPIC=settings.ledger_topic,
         CXL_DLQ_TOPIC=settings.dlq_topic,
         CXL_CHECKPOINTS_TOPIC=settings.checkpoints_topic,
+        CXL_ALERTS_TOPIC=settings.alerts_topic,
         CXL_CHECKPOINT_EVERY=str(settings.checkpoint_every),
         CXL_PARTITIONS=str(settings.partitions),
         CXL_BATCH_SIZE=str(settings.batch_size),

@@ -68,3 +68,31 @@ def test_a_postgres_store_url_takes_only_a_plain_schema_name(store: str, why: st
 def test_a_timeout_must_be_a_finite_number() -> None:
     with pytest.raises(ConfigError, match="CXL_KAFKA_TIMEOUT_S: Input should be a finite number"):
         load_settings(kafka_timeout_s=float("nan"))
+
+
+def test_durations_and_severity_targets_are_read_as_documented() -> None:
+    from datetime import timedelta
+
+    settings = load_settings(
+        at_risk_horizon="90m", complaint_ack_targets="1:3d, 2:48h,3:24h,4:8h,5:30m"
+    )
+    assert settings.horizon == timedelta(minutes=90)
+    assert settings.complaint_targets.acknowledge[5] == timedelta(minutes=30)
+    assert settings.complaint_targets.acknowledge[1] == timedelta(days=3)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("at_risk_horizon", "0h", "not a duration"),
+        ("at_risk_horizon", "1.5h", "not a duration"),
+        ("alerts_lookback", "week", "not a duration"),
+        ("complaint_ack_targets", "5:4h,4:8h,3:24h,2:48h", "no target for severity 1"),
+        ("complaint_resolve_targets", "5:4h,5:8h,3:24h,2:48h,1:1d", "severity 5 is given twice"),
+        ("complaint_resolve_targets", "6:4h", "a severity 1–5"),
+    ],
+)
+def test_a_bad_duration_or_target_names_the_setting(field: str, value: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(**{field: value})
+    assert f"CXL_{field.upper()}" in str(caught.value) and reason in str(caught.value)
