@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -20,6 +21,8 @@ from projections.served import open_served, running_server
 from projections.sql import run_read_only
 from projections.targets import protected_files, refuse_protected, require_directory
 from projections.trust_gap import MEASURES, parse_dimensions, trust_gap
+
+T = TypeVar("T")
 
 AsOf = Annotated[
     str | None,
@@ -85,6 +88,15 @@ def caught_up(settings: Settings) -> Any:
         )
 
 
+def answered(settings: Settings, question: Callable[[Any], T]) -> T:
+    """``question`` asked of the projections caught up (``caught_up``), then closed."""
+    con = caught_up(settings)
+    try:
+        return question(con)
+    finally:
+        con.close()
+
+
 def _export_replay(
     settings: Settings,
     to: Path,
@@ -143,11 +155,7 @@ def register(app: typer.Typer) -> None:
         dims = parse_dimensions(by)
         instant = parse_instant(as_of)
         known = parse_known_at(known_at)
-        con = caught_up(settings_of(ctx))
-        try:
-            rows = trust_gap(con, instant, dims, known)
-        finally:
-            con.close()
+        rows = answered(settings_of(ctx), lambda con: trust_gap(con, instant, dims, known))
         title = f"trust gap as of {instant.isoformat()}"
         if known is not None:
             title += f", as known at {known.isoformat()}"
@@ -179,11 +187,12 @@ def register(app: typer.Typer) -> None:
         filters = parse_where(where)
         instant = parse_instant(as_of)
         known = parse_known_at(known_at)
-        con = caught_up(settings_of(ctx))
-        try:
-            promises = explain_promises(con, instant, known_at=known, where=filters, status=status)
-        finally:
-            con.close()
+        promises = answered(
+            settings_of(ctx),
+            lambda con: explain_promises(
+                con, instant, known_at=known, where=filters, status=status
+            ),
+        )
         if fmt is Format.json:
             emit_rows(promises, fmt)
         elif fmt is Format.csv:

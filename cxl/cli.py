@@ -617,9 +617,13 @@ def demo(
         Format.table,
         title=f"trust gap by team as of {result.as_of.isoformat()} (end of the synthetic history)",
     )
+    for line in result.keepers:
+        out.print(line, markup=False)
     out.print(f"report: {result.report_path.resolve()}")
     out.print(
-        f'demo finished in {result.seconds:.1f} s · try: cxl gap --by made_by,due_month · cxl sql "SELECT * FROM anomalies"'
+        f"demo finished in {result.seconds:.1f} s · try: cxl gap --by made_by,due_month · "
+        f"cxl at-risk --as-of {result.as_of.isoformat()} · cxl inflation --as-of "
+        f'{result.as_of.isoformat()} · cxl sql "SELECT * FROM anomalies"'
     )
 
 

@@ -26,7 +26,7 @@ from cxl.synthetic import HistoryGenerator, write_jsonl
 from ledger.audit import VerifyReport, verify_chains
 from ledger.settings import Settings
 from ledger.store import LedgerStore
-from projections.keeper_report import Thresholds
+from projections.keeper_report import Thresholds, keeper_lines
 from projections.live import open_caught_up
 from projections.report import provenance, write_report
 from projections.targets import protected_files
@@ -41,6 +41,7 @@ class DemoResult:
     ingest: IngestStats
     verify: VerifyReport
     gap_rows: list[dict[str, Any]]
+    keepers: list[str]
     as_of: datetime
     report_path: Path
     seconds: float
@@ -110,6 +111,7 @@ def run_demo(
     try:
         as_of = generator.end
         rows = trust_gap(con, as_of, ["made_by"])
+        keepers = keeper_lines(con, as_of, Thresholds.of(settings))
         report_path = settings.home / "report.html"
         write_report(
             con,
@@ -133,6 +135,7 @@ def run_demo(
         stats,
         report,
         rows,
+        keepers,
         as_of,
         report_path,
         time.monotonic() - started,

@@ -12,10 +12,10 @@ import typer
 from consumers.alerts import AlertLog, AlertPublisher
 from consumers.kafka_access import kafka_access
 from consumers.topics import ensure_topics
-from cxl.analytics import AsOf, KnownAt, caught_up, parse_known_at, settings_of
+from cxl.analytics import AsOf, KnownAt, answered, parse_known_at, settings_of
 from cxl.output import Format, emit_rows, err, out
 from cxl.store_access import ensure_home
-from ledger.errors import BrokerUnavailableError
+from ledger.errors import BrokerUnavailableError, ConfigError
 from ledger.instants import format_duration, parse_duration, parse_instant
 from ledger.settings import Settings
 from projections.alerts import alerts_due
@@ -24,6 +24,7 @@ from projections.complaint_sla import complaint_sla, parse_groups
 from projections.contact_pressure import contact_groups
 from projections.explain import parse_where
 from projections.inflation import DEFAULT_MONTHS, flagged_groups, inflation
+from projections.served import running_server
 
 FormatOption = Annotated[Format, typer.Option("--format", help="table, json or csv.")]
 
@@ -31,11 +32,7 @@ FormatOption = Annotated[Format, typer.Option("--format", help="table, json or c
 def alert_round(settings: Settings, publisher: AlertPublisher, now: datetime | None) -> int:
     """Evaluate the alerts due at ``now`` (None: the clock) on caught-up projections and publish
     the new ones; returns how many were published."""
-    con = caught_up(settings)
-    try:
-        alerts = alerts_due(con, settings, now or datetime.now(UTC))
-    finally:
-        con.close()
+    alerts = answered(settings, lambda con: alerts_due(con, settings, now or datetime.now(UTC)))
     return publisher.publish(alerts)
 
 
@@ -65,11 +62,9 @@ def register(app: typer.Typer) -> None:
         filters = parse_where(where)
         instant = parse_instant(as_of)
         known = parse_known_at(known_at)
-        con = caught_up(settings)
-        try:
-            rows = at_risk(con, instant, within, known_at=known, where=filters)
-        finally:
-            con.close()
+        rows = answered(
+            settings, lambda con: at_risk(con, instant, within, known_at=known, where=filters)
+        )
         emit_rows(
             rows,
             fmt,
@@ -93,6 +88,12 @@ def register(app: typer.Typer) -> None:
         """Publish alerts (at risk, overdue, broken, complaint SLA breaches) to the alerts topic."""
         settings = settings_of(ctx)
         instant = None if now is None else parse_instant(now, "--now")
+        server = running_server(settings.home)
+        if server is not None:
+            raise ConfigError(
+                f"cxl serve (pid {server.pid}) runs on {settings.home} and already publishes its "
+                "alerts; one alerter per ledger"
+            )
         ensure_home(settings)
         with kafka_access(settings, may_embed=False) as kafka:
             ensure_topics(
@@ -129,11 +130,7 @@ def register(app: typer.Typer) -> None:
         """Promises made vs kept on time per month: growth, inflation index, flagged groups."""
         instant = parse_instant(as_of)
         known = parse_known_at(known_at)
-        con = caught_up(settings_of(ctx))
-        try:
-            rows = inflation(con, instant, by, months, known)
-        finally:
-            con.close()
+        rows = answered(settings_of(ctx), lambda con: inflation(con, instant, by, months, known))
         emit_rows(rows, fmt, title=f"promise inflation by {by} as of {instant.isoformat()}")
         if fmt is Format.table:
             flagged = [str(g) for g, f in flagged_groups(rows, by).items() if f]
@@ -162,11 +159,7 @@ def register(app: typer.Typer) -> None:
         targets = settings.complaint_targets
         instant = parse_instant(as_of)
         known = parse_known_at(known_at)
-        con = caught_up(settings)
-        try:
-            rows = complaint_sla(con, instant, targets, groups, known)
-        finally:
-            con.close()
+        rows = answered(settings, lambda con: complaint_sla(con, instant, targets, groups, known))
         emit_rows(rows, fmt, title=f"complaints by {', '.join(groups)} as of {instant.isoformat()}")
 
     @app.command()
@@ -181,11 +174,8 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
         instant = parse_instant(as_of)
         known = parse_known_at(known_at)
-        con = caught_up(settings)
-        try:
-            rows = contact_groups(con, instant, settings.contact_saturation, known)
-        finally:
-            con.close()
+        saturation = settings.contact_saturation
+        rows = answered(settings, lambda con: contact_groups(con, instant, saturation, known))
         emit_rows(
             rows,
             fmt,

@@ -85,7 +85,8 @@ def inflation_section(
     ax.axhline(1, color="#757575", linewidth=0.8, linestyle=":")
     ax.set_ylabel(f"inflation index ({DEFAULT_MONTHS}-month)")
     ax.tick_params(axis="x", rotation=45)
-    ax.legend(fontsize=8, frameon=False, ncol=3)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=8, frameon=False, ncol=3)
     title = (
         "Promise inflation by team: promises made growing faster than kept on time "
         f"(flagged after {DEFAULT_MONTHS} consecutive months)"
@@ -189,4 +190,34 @@ def keeper_sections(
         complaint_sla_section(con, as_of, known_at, t),
         complaints_by_team_section(con, as_of, known_at, t),
         contact_section(con, as_of, known_at, t),
+    ]
+
+
+def keeper_lines(con: duckdb.DuckDBPyConnection, as_of: datetime, t: Thresholds) -> list[str]:
+    """The headline of each measure as of ``as_of``, one line each (what ``cxl demo`` prints)."""
+    risky = at_risk(con, as_of, t.horizon)
+    flagged = [str(g) for g, f in flagged_groups(inflation(con, as_of), "made_by").items() if f]
+    sla = complaint_sla(con, as_of, t.targets, ["severity"])
+    carried = [r for r in trust_gap(con, as_of, ["made_by", "on_behalf_of"]) if r["on_behalf_of"]]
+    contact = {
+        r["group"]: r["complaints_per_100"] for r in contact_groups(con, as_of, t.saturation)
+    }
+    return [
+        f"at risk: {len(risky):,} promises due in the next {format_duration(t.horizon)}",
+        f"inflation: flagged {', '.join(flagged) or 'none'}",
+        "stakeholders: "
+        + "; ".join(
+            f"{r['made_by']} → {r['on_behalf_of']} gap {r['trust_gap']:.1%}"
+            for r in carried
+            if r["trust_gap"] is not None
+        ),
+        "complaints acknowledged within target by severity 1–5: "
+        + ", ".join(
+            "—"
+            if r["acknowledged_within_target"] is None
+            else f"{r['acknowledged_within_target']:.0%}"
+            for r in sla
+        ),
+        "complaints per 100 customer-windows: "
+        + ", ".join(f"{group} {rate}" for group, rate in contact.items()),
     ]

@@ -33,11 +33,7 @@ def register_keepers(app: FastAPI, service: Service, reader: Any) -> None:
     settings = service.settings
 
     def answer(question: Any) -> Response:
-        cursor = service.projector.cursor()
-        try:
-            return rows_json(question(cursor))
-        finally:
-            cursor.close()
+        return rows_json(service.projector.ask(question))
 
     @app.get("/v1/at-risk", responses=BAD)
     def at_risk_promises(

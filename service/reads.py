@@ -89,11 +89,7 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
         except ConfigError as exc:
             raise ApiError(400, named(exc, "by"), field="by") from None
         instant, known = instants(as_of, known_at)
-        cursor = service.projector.cursor()
-        try:
-            return rows_json(trust_gap(cursor, instant, dims, known))
-        finally:
-            cursor.close()
+        return rows_json(service.projector.ask(lambda con: trust_gap(con, instant, dims, known)))
 
     @app.get("/v1/explain", responses={400: {"description": "A bad parameter."}})
     def explain(

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from consumers.alerts import AlertLog, AlertPublisher
@@ -221,6 +222,14 @@ class LiveProjector(Component):
                 raise ProjectionsError("the projections are not open yet; try again in a moment")
             return self._con.cursor()
 
+    def ask(self, question: Callable[[Any], T]) -> T:
+        """``question`` asked of a cursor of one's own, closed afterwards."""
+        cursor = self.cursor()
+        try:
+            return question(cursor)
+        finally:
+            cursor.close()
+
     def run(self) -> None:
         snapshot = self.settings.home / SNAPSHOT_NAME
         with LedgerStore.for_settings(self.settings, read_only=True) as store:
@@ -293,11 +302,7 @@ class Alerter(Component):
         try:
             while not self.stopping.is_set():
                 now = datetime.now(UTC)
-                cursor = self.projector.cursor()
-                try:
-                    alerts = alerts_due(cursor, self.settings, now)
-                finally:
-                    cursor.close()
+                alerts = self.projector.ask(partial(alerts_due, settings=self.settings, now=now))
                 try:
                     sent = publisher.publish(alerts)
                     self.error_text = None

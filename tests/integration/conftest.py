@@ -141,7 +141,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> It
     from tests.integration.serve_helpers import serving
 
     settings = unique_settings(tmp_path_factory.mktemp("served"), kafka_bootstrap)
-    env = cxl_env(settings, CXL_INGEST_WORKERS="1")
+    env = cxl_env(settings, CXL_INGEST_WORKERS="1", CXL_ALERTS_INTERVAL_S="1")
     with serving(env) as running:
         yield running
     drop_topics(settings)

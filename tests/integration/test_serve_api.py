@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from ledger.settings import Settings
 from tests.events import event_dict
 from tests.integration.conftest import cxl_env, run_cxl
+from tests.integration.kafka_helpers import read_all
 from tests.integration.serve_helpers import Served, add_key, post, serving, stop
 
 pytestmark = pytest.mark.integration
@@ -277,6 +279,58 @@ def test_reads_have_the_cli_json_shapes(served: Served) -> None:
     assert history == printed["history"]
     assert proof["leaf_index"] == printed["proof"]["leaf_index"]
     assert bad.status_code == 400 and "as_of" in bad.json()["error"]
+
+
+def test_the_keepers_reads_have_the_cli_json_shapes_and_the_alerter_publishes(
+    served: Served,
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    customer = f"c-risk-{uuid.uuid4().hex[:6]}"
+    soon = event_dict(
+        "promise.made",
+        customer_id=customer,
+        occurred_at=(now - timedelta(hours=1)).isoformat(),
+        made_by="risk-team",
+        due_at=(now + timedelta(hours=2)).isoformat(),
+    )
+    with served.writes() as client:
+        assert post(client, [soon]).status_code == 202
+    served.wait_sealed([soon["event_id"]])
+    served.wait_projected()
+    as_of = now.isoformat()
+    asked = {
+        "at-risk": ("/v1/at-risk", {"where": f"customer={customer}"}),
+        "inflation": ("/v1/inflation", {"by": "kind", "months": "2"}),
+        "complaints": ("/v1/complaints", {"by": "made_by"}),
+        "contact": ("/v1/contact", {}),
+    }
+    with served.reads() as client:
+        answers = {
+            name: client.get(path, params={"as_of": as_of, **params}).json()
+            for name, (path, params) in asked.items()
+        }
+        bad = client.get("/v1/at-risk", params={"horizon": "soon"})
+    for name, (_, params) in asked.items():
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in params.items()]
+        done = run_cxl([name, "--as-of", as_of, *flags, "--format", "json"], served.env)
+        assert done.returncode == 0, done.stderr
+        assert answers[name] == json.loads(done.stdout), name
+    (risky,) = answers["at-risk"]
+    assert risky["promise_id"] == soon["data"]["promise_id"] and risky["hours_left"] == 2.0
+    assert bad.status_code == 400 and bad.json()["field"] == "horizon"
+    deadline = time.monotonic() + 30
+    while True:
+        alerts = [
+            json.loads(r.value)
+            for r in read_all(served.env["CXL_KAFKA_BOOTSTRAP"], served.env["CXL_ALERTS_TOPIC"], 5)
+        ]
+        mine = [a for a in alerts if a["customer_id"] == customer]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert [(a["type"], a["promise_id"]) for a in mine] == [
+        ("promise.at_risk", soon["data"]["promise_id"])
+    ]
 
 
 def test_verify_checkpoint_and_proof_agree(served: Served) -> None:
