@@ -70,3 +70,16 @@ def parse_severity_targets(text: str, flag: str) -> dict[int, timedelta]:
     if missing:
         raise ConfigError(f"{flag}: no target for severity {', '.join(missing)}")
     return targets
+
+
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+
+
+def shifted(instant: datetime, delta: timedelta) -> datetime:
+    """``instant + delta``, held at the first or last instant Python can represent (an as-of
+    near year 1 or 9999 plus a horizon is still an answer, not an overflow)."""
+    try:
+        return instant + delta
+    except OverflowError:
+        return _LAST if delta > timedelta(0) else _FIRST

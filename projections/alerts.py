@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from ledger.alert_contract import ComplaintAlert, PromiseAlert, alert_id
+from ledger.instants import shifted
 from ledger.settings import ComplaintTargets, Settings
 from projections.at_risk import at_risk_sql
 from projections.complaint_sla import with_deadlines_sql
@@ -68,7 +69,7 @@ def due_alerts(
 ) -> Iterator[PromiseAlert | ComplaintAlert]:
     """Every alert whose condition holds at ``now`` (and arose after ``now − lookback``)."""
     promises = promise_rows_sql(con, now)
-    params = {"since": now - lookback, "until": now + within}
+    params = {"since": shifted(now, -lookback), "until": shifted(now, within)}
     at_risk = f"SELECT 'promise.at_risk' AS type, * FROM ({at_risk_sql(promises)}) r"
     late = LATE_PROMISES.format(classified=classify_sql(promises))
     for sql in (at_risk, late):

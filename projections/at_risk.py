@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from ledger.canonical import format_instant
+from ledger.instants import shifted
 from projections.explain import where_conditions
 from projections.promise_fold import classify_sql, horizon
 from projections.trust_gap import promise_rows_sql
@@ -68,7 +69,9 @@ def at_risk(
     conditions, params = where_conditions(where)
     risky = at_risk_sql(promise_rows_sql(con, as_of, known_at), conditions=conditions)
     sql = f"SELECT * EXCLUDE (made_at) FROM ({risky}) r ORDER BY due_at, customer_id, promise_id"
-    cursor = con.execute(sql, {**horizon(sql, as_of, known_at), "until": as_of + within, **params})
+    cursor = con.execute(
+        sql, {**horizon(sql, as_of, known_at), "until": shifted(as_of, within), **params}
+    )
     names = [d[0] for d in cursor.description]
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     for row in rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import io
 import re
+import warnings
 from typing import Any
 
 import matplotlib
@@ -22,7 +23,11 @@ plt.rcParams.update(
 def svg_of(fig: Any) -> str:
     """The figure as an inline ``<svg>`` (no metadata: the same data draws the same bytes)."""
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    with warnings.catch_warnings():
+        # Text is written as text (svg.fonttype none): the browser draws it with its own fonts,
+        # so a glyph matplotlib's font lacks (a team named in CJK) is no problem worth a warning.
+        warnings.filterwarnings("ignore", r"Glyph .* missing from font", UserWarning)
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(fig)
     text = buffer.getvalue()
     text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)

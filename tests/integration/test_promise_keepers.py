@@ -64,6 +64,7 @@ def test_at_risk_takes_due_dates_after_t_up_to_exactly_the_horizon(ledger: Proje
     assert first["hours_left"] == 0.0 and first["weight"] == 2
     assert half["kept_so_far"] == 0.5 and half["on_behalf_of"] == "partner:acme"
     assert last["due_at"] == "2026-03-10T12:00:00.000000Z" and last["hours_left"] == 48.0
+    assert ask(ledger, lambda con: at_risk(con, at("9999-12-31T00:00:00+00:00"), H48)) == []
     narrowed = ask(
         ledger, lambda con: at_risk(con, at(T), H48, where={"on_behalf_of": "partner:acme"})
     )
