@@ -25,12 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventsourcing.persistence import Tracking
-from kafka import KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from consumers.checkpoints import CheckpointPublisher
 from consumers.dead_letters import DeadLetterQueue
-from consumers.kafka_clients import close_producer, make_consumer, make_producer
+from consumers.kafka_clients import (
+    GroupMembership,
+    close_producer,
+    make_consumer,
+    make_producer,
+)
 from consumers.log_identity import (
     NO_TOPIC_ID,
     TopicIdentity,
@@ -124,6 +129,43 @@ def discover_partitions(settings: Settings, bootstrap: str) -> list[int]:
         consumer.close()
 
 
+def membership(settings: Settings) -> GroupMembership | None:
+    """The consumer group of ``settings`` (``CXL_CONSUMER_GROUP``), if any, with its timing."""
+    if settings.consumer_group is None:
+        return None
+    return GroupMembership(
+        settings.consumer_group,
+        settings.group_session_timeout_s,
+        settings.group_heartbeat_s,
+        settings.group_max_poll_interval_s,
+    )
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Hands the group's decisions to the ingest consumer's own thread.
+
+    kafka-python calls a listener from its network thread, where the store's connections (bound
+    to the thread that opened them) cannot be used: a revocation waits for a batch being sealed to
+    be committed, then marks the partitions; an assignment pauses them (nothing is fetched before
+    they are positioned from the store) and marks them. ``IngestConsumer.rebalanced`` does the
+    rest after ``poll`` returns."""
+
+    def __init__(self, ingest: IngestConsumer, consumer: KafkaConsumer) -> None:
+        self._ingest = ingest
+        self._consumer = consumer
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        with self._ingest.sealing:
+            self._ingest._revoked.update(tp.partition for tp in revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned:
+            self._consumer.pause(*assigned)
+        with self._ingest.sealing:
+            self._ingest._assigned.update(tp.partition for tp in assigned)
+            self._ingest._joined = True
+
+
 def tracking_name(topic: str, partition: int, epoch: int) -> str:
     return f"kafka:{topic}:{partition}:{epoch}"
 
@@ -171,6 +213,12 @@ class IngestConsumer:
         self._pending: dict[int, list[tuple[int, list[Any]]]] = {}
         self._since: dict[int, float] = {}
         self._topic_id = NO_TOPIC_ID
+        self._joined = settings.consumer_group is None
+        """In a group, whether the coordinator has assigned this member its partitions yet."""
+        self._revoked: set[int] = set()
+        self._assigned: set[int] = set()
+        self.sealing = threading.Lock()
+        """Held while a batch is sealed: a group revocation waits for its commit."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -178,7 +226,10 @@ class IngestConsumer:
         """Consume until stopped (or, with ``until_idle``, until every partition is caught up)."""
         s = self.settings
         ensure_topics(self.bootstrap, s.topics, s.kafka_timeout_s)
-        consumer = make_consumer(self.bootstrap, s.kafka_timeout_s, max_poll_records=s.batch_size)
+        group = membership(s)
+        consumer = make_consumer(
+            self.bootstrap, s.kafka_timeout_s, max_poll_records=s.batch_size, group=group
+        )
         producer = make_producer(self.bootstrap, s.kafka_timeout_s)
         dead_letters = DeadLetterQueue(producer, s.dlq_topic)
         # A batch keeps ~10^4 young objects alive (records, events, aggregates' state): with the
@@ -193,15 +244,26 @@ class IngestConsumer:
                 for p in wait_for_partitions(consumer, self._topic, s.kafka_timeout_s)
                 if self._only is None or p in self._only
             ]
-            consumer.assign([TopicPartition(self._topic, p) for p in partitions])
             self._identity = TopicIdentity(consumer, self._topic)
-            self._topic_id = self._identity.refresh_now(s.kafka_timeout_s)
-            for p in partitions:
-                self._position_partition(consumer, p, dead_letters, fresh_log=self.owns_broker)
+            if group is None:
+                consumer.assign([TopicPartition(self._topic, p) for p in partitions])
+                self._topic_id = self._identity.refresh_now(s.kafka_timeout_s)
+                for p in partitions:
+                    self._position_partition(consumer, p, dead_letters, fresh_log=self.owns_broker)
+            else:
+                self._topic_id = self._identity.refresh_now(s.kafka_timeout_s)
+                consumer.subscribe([self._topic], listener=_Rebalance(self, consumer))
             quiet = 0
             lag_at = 0.0
             while not self.stop_requested.is_set():
                 polled = consumer.poll(timeout_ms=200, max_records=s.batch_size)
+                if group is not None:
+                    stale = self.rebalanced(consumer, dead_letters)
+                    polled = {
+                        tp: m
+                        for tp, m in polled.items()
+                        if tp.partition in self._epochs and tp.partition not in stale
+                    }
                 now = time.monotonic()
                 if polled:
                     vouching = self._identity.required_generation()
@@ -242,10 +304,7 @@ class IngestConsumer:
                 if idle_ends and quiet >= idle_polls and self._caught_up(consumer):
                     break
             if self._pending:
-                self._identity.refresh_now(s.kafka_timeout_s)
-                self._confirm_identity(consumer, dead_letters)
-                for partition in list(self._pending):
-                    self._flush(partition, dead_letters)
+                self._seal_pending(consumer, dead_letters, list(self._pending))
         except KafkaError as exc:
             raise BrokerUnavailableError(
                 f"Kafka failed during ingest from {self.bootstrap}: {exc}"
@@ -259,6 +318,33 @@ class IngestConsumer:
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    def _seal_pending(
+        self, consumer: KafkaConsumer, dead_letters: DeadLetterQueue, partitions: list[int]
+    ) -> None:
+        """Seal everything fetched for ``partitions`` now, once fresh metadata vouches for it."""
+        self._identity.refresh_now(self.settings.kafka_timeout_s)
+        self._confirm_identity(consumer, dead_letters)
+        for partition in partitions:
+            self._flush(partition, dead_letters)
+
+    def rebalanced(self, consumer: KafkaConsumer, dead_letters: DeadLetterQueue) -> set[int]:
+        """Apply what the group decided since the last poll, in this (the sealing) thread: forget
+        revoked partitions — what was fetched from them and not sealed is read again by their
+        next owner — and position newly assigned ones from the position the ledger store recorded
+        for them (whoever sealed them last; never an offset Kafka committed), then let them be
+        fetched. Returns the partitions positioned now: records polled for them before are stale."""
+        with self.sealing:
+            revoked, self._revoked = self._revoked, set()
+            assigned, self._assigned = self._assigned, set()
+        for partition in revoked | assigned:
+            for state in (self._epochs, self._probes, self._pending, self._since, self.stats.lag):
+                state.pop(partition, None)
+        for partition in sorted(assigned):
+            self._position_partition(consumer, partition, dead_letters, fresh_log=False)
+        if assigned:
+            consumer.resume(*(TopicPartition(self._topic, p) for p in assigned))
+        return revoked | assigned
 
     def drain(self) -> None:
         """Finish once every partition is caught up (as ``until_idle`` does), then return."""
@@ -393,6 +479,8 @@ class IngestConsumer:
         return epoch + 1
 
     def _caught_up(self, consumer: KafkaConsumer) -> bool:
+        if not self._joined:
+            return False
         for partition in self._epochs:
             if partition in self._probes:
                 return False
@@ -453,12 +541,15 @@ class IngestConsumer:
             if batch.invalid or report.rejected:
                 dead_letters.flush(self.settings.kafka_timeout_s)
 
-        report = self.store.seal(
-            batch.valid,
-            tracking,
-            before_commit=dead_letter_refusals,
-            mark=source_mark(self._topic_id, messages[-1]),
-        )
+        with self.sealing:
+            if partition in self._revoked:
+                return  # the group took it away meanwhile: its next owner reads these again
+            report = self.store.seal(
+                batch.valid,
+                tracking,
+                before_commit=dead_letter_refusals,
+                mark=source_mark(self._topic_id, messages[-1]),
+            )
         self.stats.consumed += len(messages)
         if not report.already_done:
             self.stats.add(report)

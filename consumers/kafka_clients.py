@@ -6,6 +6,7 @@ Every call that can wait on a broker is bounded so that a dead broker is reporte
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -70,18 +71,51 @@ def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
         producer._closed = True
 
 
-def make_consumer(bootstrap: str, timeout_s: float, max_poll_records: int = 5000) -> KafkaConsumer:
-    """Manually assigned consumer (no group join: the store, not Kafka, holds positions)."""
+@dataclass(frozen=True)
+class GroupMembership:
+    """A consumer group to join (``CXL_CONSUMER_GROUP``) and its timing: the coordinator hands a
+    silent member's partitions to others after ``session_timeout_s``; a member that does not poll
+    for ``max_poll_interval_s`` leaves the group."""
+
+    group_id: str
+    session_timeout_s: float
+    heartbeat_s: float
+    max_poll_interval_s: float
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "group_id": self.group_id,
+            "session_timeout_ms": int(self.session_timeout_s * 1000),
+            "heartbeat_interval_ms": int(self.heartbeat_s * 1000),
+            "max_poll_interval_ms": int(self.max_poll_interval_s * 1000),
+        }
+
+
+def make_consumer(
+    bootstrap: str,
+    timeout_s: float,
+    max_poll_records: int = 5000,
+    group: GroupMembership | None = None,
+) -> KafkaConsumer:
+    """A consumer with no committed offsets of its own: the store, not Kafka, holds positions.
+    Without ``group`` it is assigned partitions by hand; with one it joins that group (partitions
+    are assigned by the coordinator, and positioned by the caller on assignment)."""
+    membership: dict[str, Any] = {"group_id": None} if group is None else group.config()
+    timeouts = _timeouts(timeout_s)
+    if group is not None:  # requests (a JoinGroup among them) must outlast a session
+        timeouts["request_timeout_ms"] = max(
+            timeouts["request_timeout_ms"], membership["session_timeout_ms"] + 5000
+        )
     try:
         return KafkaConsumer(
             bootstrap_servers=bootstrap.split(","),
-            group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max_poll_records,
             fetch_max_wait_ms=200,
             max_partition_fetch_bytes=8 * 1024 * 1024,
-            **_timeouts(timeout_s),
+            **membership,
+            **timeouts,
         )
     except KafkaConfigurationError:
         raise

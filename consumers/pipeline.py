@@ -16,7 +16,8 @@ from ledger.store import LedgerStore
 
 class IngestPipeline:
     """``settings.ingest_workers`` sealing processes (this one when 1), the relay to the ledger
-    topic (unless ``relay=False``) and the checkpoint publisher, run until stopped or idle.
+    topic (unless ``relay=False``, or in a consumer group) and the checkpoint publisher, run until
+    stopped or idle. In a consumer group (``CXL_CONSUMER_GROUP``) each worker is a member of it.
 
     ``stop()`` may be called from any thread or a signal handler: the batches in flight are sealed
     and committed, a last checkpoint is published, and ``run`` returns the totals.
@@ -35,6 +36,8 @@ class IngestPipeline:
     ) -> None:
         self.settings = settings
         self.store = store
+        # In a consumer group, processes on other hosts seal too: one relay per ledger runs apart.
+        relay = relay and settings.consumer_group is None
         self.relay = LedgerRelay.for_settings(store, bootstrap, settings) if relay else None
         self.checkpoints = CheckpointPublisher.for_settings(store, bootstrap, settings)
         self.runner: ParallelIngest | IngestConsumer

@@ -42,7 +42,7 @@ def _worker(
     index: int,
     settings_json: str,
     bootstrap: str,
-    partitions: list[int],
+    partitions: list[int] | None,
     owns_broker: bool,
     accept_reset: bool,
     until_idle: bool,
@@ -123,9 +123,11 @@ class ParallelIngest:
 
     def run(self, store: LedgerStore, *, until_idle: bool = False) -> IngestStats:
         partitions = discover_partitions(self.settings, self.bootstrap)
-        shares = [
+        shares: list[list[int] | None] = [
             share for share in (partitions[i :: self.workers] for i in range(self.workers)) if share
         ]
+        if self.settings.consumer_group is not None:  # each worker a member; the group assigns
+            shares = [None] * self.workers
         progress = self._context.Array("q", len(shares) * len(_COUNTERS), lock=False)
         lag = self._context.Array("q", [-1] * (max(partitions, default=0) + 1), lock=False)
         results = self._context.Queue()

@@ -148,6 +148,22 @@ def root(
     alerts_topic: Annotated[
         str | None, typer.Option(help="Alert topic [env CXL_ALERTS_TOPIC].")
     ] = None,
+    consumer_group: Annotated[
+        str | None,
+        typer.Option(help="Kafka consumer group to join [env CXL_CONSUMER_GROUP]."),
+    ] = None,
+    group_session_timeout: Annotated[
+        float | None,
+        typer.Option(help="Group session timeout, s [env CXL_GROUP_SESSION_TIMEOUT_S]."),
+    ] = None,
+    group_heartbeat: Annotated[
+        float | None,
+        typer.Option(help="Group heartbeat interval, s [env CXL_GROUP_HEARTBEAT_S]."),
+    ] = None,
+    group_max_poll_interval: Annotated[
+        float | None,
+        typer.Option(help="Longest pause between polls, s [env CXL_GROUP_MAX_POLL_INTERVAL_S]."),
+    ] = None,
     at_risk_horizon: Annotated[
         str | None,
         typer.Option(
@@ -212,6 +228,10 @@ def root(
             serve_max_lag=serve_max_lag,
             log_format=log_format,
             alerts_topic=alerts_topic,
+            consumer_group=consumer_group,
+            group_session_timeout_s=group_session_timeout,
+            group_heartbeat_s=group_heartbeat,
+            group_max_poll_interval_s=group_max_poll_interval,
             at_risk_horizon=at_risk_horizon,
             alerts_interval_s=alerts_interval,
             alerts_lookback=alerts_lookback,
@@ -357,10 +377,25 @@ def consume(
     accept_reset: Annotated[
         bool, typer.Option(help="Read a reset partition again from offset 0 instead of stopping.")
     ] = False,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="Join this Kafka consumer group: share the partitions with the other members, on "
+            "any host [env CXL_CONSUMER_GROUP]. The relay then runs apart (`cxl relay`, once)."
+        ),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="Summary format.")] = Format.table,
 ) -> None:
     """Run the ingest consumer: events topic → validate → seal (→ relay). Stops on SIGINT/SIGTERM."""
     settings = _ctx(ctx).settings
+    if group is not None:
+        settings = load_settings(**{**settings.model_dump(), "consumer_group": group})
+    if settings.consumer_group is not None and relay:
+        err.print(
+            f"consumer group {settings.consumer_group}: this process seals its share and does not "
+            "relay; run one `cxl relay` for the ledger",
+            markup=False,
+        )
     with kafka_access(settings, may_embed=False) as kafka, open_store(settings) as store:
         stats = run_ingest(
             settings,

@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
         instant = None if now is None else parse_instant(now, "--now")
         server = running_server(settings.home)
-        if server is not None:
+        if server is not None and settings.consumer_group is None:
             raise ConfigError(
                 f"cxl serve (pid {server.pid}) runs on {settings.home} and already publishes its "
                 "alerts; one alerter per ledger"

@@ -151,6 +151,37 @@ class Settings(BaseSettings):
         le=64,
         description="Ingest processes, each sealing its share of the partitions (Kafka's unit of order).",
     )
+    consumer_group: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=249,
+        description="Kafka consumer group `cxl consume` / `cxl serve` join, to share the events "
+        "topic's partitions with other processes and hosts; unset = this process (and its "
+        "workers) reads every partition.",
+    )
+    group_session_timeout_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=3600,
+        allow_inf_nan=False,
+        description="How long the group coordinator waits for a silent member before handing "
+        "its partitions to the others.",
+    )
+    group_heartbeat_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description="Heartbeat interval of a group member (under a third of the session timeout).",
+    )
+    group_max_poll_interval_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        allow_inf_nan=False,
+        description="Longest pause between polls (one sealing batch) before a member is dropped; "
+        "also how long a rebalance waits for members to rejoin.",
+    )
     kafka_timeout_s: float = Field(
         default=10.0, gt=0, le=600, allow_inf_nan=False, description="Bound on every Kafka call."
     )

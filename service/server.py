@@ -83,6 +83,10 @@ class Service:
 
     @property
     def components(self) -> tuple[Component, ...]:
+        """What runs behind the API; in a consumer group (other hosts seal too) alerts are
+        published apart, once per ledger (`cxl alerts`), as the relay is (`cxl relay`)."""
+        if self.settings.consumer_group is not None:
+            return (self.ingest, self.projector, self.verifier)
         return (self.ingest, self.projector, self.verifier, self.alerter)
 
     def _failed(self, component: Component) -> None:
@@ -165,6 +169,11 @@ def serve(settings: Settings, say: Callable[[str], None]) -> int:
     from service.logs import configure_logging
 
     configure_logging(settings.log_format)
+    if settings.consumer_group is not None and settings.is_embedded:
+        raise ConfigError(
+            f"CXL_CONSUMER_GROUP {settings.consumer_group}: a group shares a broker with other "
+            "hosts; set CXL_KAFKA_BOOTSTRAP (the embedded broker is this process's alone)"
+        )
     # Readers signal the pid in the lock as soon as it is there: SIGUSR1 must never end us.
     copy_wanted = threading.Event()
     signal.signal(signal.SIGUSR1, lambda *_: copy_wanted.set())

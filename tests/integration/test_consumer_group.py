@@ -1,0 +1,122 @@
+"""``cxl consume --group``: three processes share the events topic through a Kafka consumer group,
+on one PostgreSQL store, while members join, leave (SIGTERM) and die (SIGKILL) under load.
+
+Positions come from the store on every assignment, so a partition moved to another member resumes
+exactly where its last commit left it: every valid event sealed once, each customer's events in
+the order they were published. The CI size is ~20k events; ``-m slow`` runs 100k
+(``CXL_GROUP_EVENTS`` overrides both). Group timing is the test broker's (DESIGN: joins take half
+the session timeout), set through the settings a deployment would use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger.settings import Settings
+from ledger.store import LedgerStore
+from tests.integration.conftest import cxl_env, run_cxl
+from tests.integration.test_faults import (
+    Load,
+    Publisher,
+    _seed,
+    assert_sealed_exactly_once,
+    kill_group,
+    make_load,
+    start_consume,
+)
+
+
+def group_sizes() -> Iterator[object]:
+    override = os.environ.get("CXL_GROUP_EVENTS")
+    if override:
+        yield int(override)
+        return
+    yield 20_000
+    yield pytest.param(100_000, marks=pytest.mark.slow)
+
+
+def _published_order(load: Load) -> dict[str, list[str]]:
+    """Per customer, the valid event ids in the order they were published (first occurrences)."""
+    order: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for chunk in load.chunks:
+        for line in chunk.read_bytes().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            event_id = event.get("event_id") if isinstance(event, dict) else None
+            if event_id in load.valid_ids and event_id not in seen:
+                seen.add(event_id)
+                order.setdefault(event["customer_id"], []).append(event_id)
+    return order
+
+
+def _sealed(store_url: str) -> int:
+    with LedgerStore(store_url) as store:
+        return sum(len(page) for page in store.read())
+
+
+@pytest.mark.parametrize("events", list(group_sizes()))
+def test_three_group_members_joining_leaving_and_killed_seal_everything_once_in_order(
+    settings: Settings, tmp_path: Path, postgres_url: str, events: int
+) -> None:
+    assert settings.kafka_bootstrap
+    seed = _seed()
+    load = make_load(tmp_path, events, seed)
+    env = cxl_env(
+        settings,
+        CXL_STORE=postgres_url,
+        CXL_INGEST_WORKERS="1",
+        CXL_GROUP_SESSION_TIMEOUT_S="6",
+        CXL_GROUP_HEARTBEAT_S="0.5",
+        CXL_GROUP_MAX_POLL_INTERVAL_S="20",
+    )
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "consume.log"
+
+    def member() -> subprocess.Popen[bytes]:
+        return start_consume(env, log, "--group", group)
+
+    publisher = Publisher(load, env).start()
+    members = [member() for _ in range(3)]
+    time.sleep(8)
+    members[1].send_signal(signal.SIGTERM)  # leaves the group: its share moves after a commit
+    assert members[1].wait(timeout=60) == 0, log.read_text()[-3000:]
+    time.sleep(4)
+    kill_group(members[2])  # dies mid-batch: its share moves after the session timeout
+    members[1:] = [member(), member()]
+    publisher.join()
+    deadline = time.monotonic() + 240
+    while _sealed(postgres_url) < len(load.valid_ids):
+        for process in members:
+            assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, (
+            f"{_sealed(postgres_url):,} sealed\n" + log.read_text()[-3000:]
+        )
+        time.sleep(1)
+    for process in members:
+        process.send_signal(signal.SIGTERM)
+    for process in members:
+        assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
+
+    assert_sealed_exactly_once(postgres_url, load)
+    with LedgerStore(postgres_url) as store:
+        sealed: dict[str, list[str]] = {}
+        for page in store.read():
+            for event in page:
+                sealed.setdefault(event.customer_id, []).append(event.event_id)
+    assert sealed == _published_order(load)
+    verified = run_cxl(["verify", "--format", "json"], env)
+    assert verified.returncode == 0, verified.stderr
+    assert "does not relay" in log.read_text()
+    print(log.read_text()[-4000:])
