@@ -21,4 +21,6 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
 fi
 
-exec .venv/bin/python -m pytest "$@"
+# Two processes, each running whole test files (their session fixtures — a broker, a server — per
+# process); the slowest tests are listed at the end.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile --durations=15 "$@"
