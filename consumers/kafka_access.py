@@ -15,6 +15,9 @@ from ledger.settings import Settings
 class KafkaAccess:
     bootstrap: str
     owns_broker: bool
+    broker: EmbeddedBroker | None = None
+    """The embedded broker this command started (memory only), to notice it dying: a broker
+    started later on the same port would otherwise be taken for it."""
 
 
 NO_BROKER = (
@@ -44,4 +47,4 @@ def kafka_access(settings: Settings, *, may_embed: bool) -> Iterator[KafkaAccess
     if not may_embed:
         raise ConfigError(NO_BROKER)
     with EmbeddedBroker(log_dir=settings.home) as broker:
-        yield KafkaAccess(broker.bootstrap, owns_broker=True)
+        yield KafkaAccess(broker.bootstrap, owns_broker=True, broker=broker)

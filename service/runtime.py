@@ -58,6 +58,8 @@ class Component:
     """A named background thread; its first unexpected error is kept and reported."""
 
     name = "component"
+    stop_wait_s = 20.0
+    """How long the service waits for it to finish when stopping."""
 
     def __init__(self, stopping: threading.Event, on_failure: Callable[[Component], None]) -> None:
         self.stopping = stopping
@@ -156,6 +158,30 @@ class IngestComponent(Component):
                 return
             log.error("the events topic did not drain within %.0f s; stopping", SHUTDOWN_WAIT_S)
         self.pipeline.stop()
+
+
+class BrokerWatch(Component):
+    """The embedded broker holds every topic in memory: when its process ends, the service ends
+    (exit 5) rather than wait on a port where another broker may start."""
+
+    name = "broker-watch"
+    stop_wait_s = 2.0
+
+    def __init__(
+        self,
+        running: Callable[[], bool],
+        stopping: threading.Event,
+        on_failure: Callable[[Component], None],
+    ) -> None:
+        super().__init__(stopping, on_failure)
+        self._running = running
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.5):
+            if not self._running():
+                raise BrokerUnavailableError(
+                    "the embedded broker exited, and every topic with it (memory only)"
+                )
 
 
 class LedgerReader:
@@ -274,6 +300,7 @@ class Alerter(Component):
     tried again next round: alerts wait, nothing else stops."""
 
     name = "alerter"
+    stop_wait_s = 2.0  # holds nothing to flush: an alert sent and not yet recorded is sent again
 
     def __init__(
         self,
@@ -303,6 +330,8 @@ class Alerter(Component):
             while not self.stopping.is_set():
                 now = datetime.now(UTC)
                 alerts = self.projector.ask(partial(alerts_due, settings=self.settings, now=now))
+                if self.stopping.is_set():
+                    break
                 try:
                     sent = publisher.publish(alerts)
                     self.error_text = None

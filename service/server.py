@@ -34,6 +34,7 @@ from service.intake import EventIntake
 from service.metrics import Readings, RequestLatency, registry_of
 from service.runtime import (
     Alerter,
+    BrokerWatch,
     Component,
     IngestComponent,
     LedgerReader,
@@ -61,6 +62,7 @@ class Service:
         bootstrap: str,
         owns_broker: bool,
         copy_wanted: threading.Event | None = None,
+        broker_running: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
@@ -78,6 +80,11 @@ class Service:
         self.projector = LiveProjector(settings, self.stopping, self._failed, copy_wanted)
         self.verifier = LedgerVerifier(settings, self.stopping, self._failed)
         self.alerter = Alerter(settings, bootstrap, self.projector, self.stopping, self._failed)
+        self.broker_watch = (
+            None
+            if broker_running is None
+            else BrokerWatch(broker_running, self.stopping, self._failed)
+        )
         self.ledger = LedgerReader(settings)
         self.started_at = time.time()
 
@@ -85,9 +92,12 @@ class Service:
     def components(self) -> tuple[Component, ...]:
         """What runs behind the API; in a consumer group (other hosts seal too) alerts are
         published apart, once per ledger (`cxl alerts`), as the relay is (`cxl relay`)."""
-        if self.settings.consumer_group is not None:
-            return (self.ingest, self.projector, self.verifier)
-        return (self.ingest, self.projector, self.verifier, self.alerter)
+        running: tuple[Component, ...] = (self.ingest, self.projector, self.verifier)
+        if self.settings.consumer_group is None:
+            running += (self.alerter,)
+        if self.broker_watch is not None:
+            running += (self.broker_watch,)
+        return running
 
     def _failed(self, component: Component) -> None:
         if self.failure is None and not self.stopping.is_set():
@@ -104,8 +114,8 @@ class Service:
         for component in self.components:
             component.stop()
         for component in self.components:
-            if not component.join(SHUTDOWN_S):
-                log.error("%s did not stop within %.0f s", component.name, SHUTDOWN_S)
+            if not component.join(component.stop_wait_s):
+                log.error("%s did not stop within %.0f s", component.name, component.stop_wait_s)
         self.intake.close()
         self.ledger.close()
 
@@ -188,7 +198,9 @@ def serve(settings: Settings, say: Callable[[str], None]) -> int:
         kafka = stack.enter_context(kafka_access(settings, may_embed=True))
         ensure_topics(kafka.bootstrap, settings.topics, settings.kafka_timeout_s)
         LedgerStore.for_settings(settings).close()  # created (or checked) before anyone reads it
-        service = Service(settings, kafka.bootstrap, kafka.owns_broker, copy_wanted)
+        broker = kafka.broker
+        watched = None if broker is None else (lambda: broker.running)
+        service = Service(settings, kafka.bootstrap, kafka.owns_broker, copy_wanted, watched)
         app = create_app(service)
         config = uvicorn.Config(
             app,

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-import psycopg
 import pytest
 
 from ledger.settings import Settings
@@ -20,18 +17,8 @@ from tests.integration.conftest import POSTGRES_ADMIN, cxl_env, run_cxl
 pytestmark = pytest.mark.skipif(shutil.which("pg_dump") is None, reason="needs pg_dump")
 
 
-@pytest.fixture
-def restore_database() -> Iterator[str]:
-    name = f"cxl_restore_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def test_a_restored_dump_verifies_against_a_checkpoint_of_the_original(
-    settings: Settings, tmp_path: Path, postgres_url: str, restore_database: str
+    settings: Settings, tmp_path: Path, postgres_url: str, postgres_database: str
 ) -> None:
     schema = parse_qs(urlparse(postgres_url).query)["schema"][0]
     env = cxl_env(settings, CXL_STORE=postgres_url)
@@ -63,10 +50,10 @@ def test_a_restored_dump_verifies_against_a_checkpoint_of_the_original(
         check=True,
     )
     subprocess.run(
-        ["pg_restore", *connection, "-d", restore_database, "--no-owner", str(dump)], check=True
+        ["pg_restore", *connection, "-d", postgres_database, "--no-owner", str(dump)], check=True
     )
 
-    restored_url = POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{restore_database}?schema={schema}"
+    restored_url = POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{postgres_database}?schema={schema}"
     restored = cxl_env(settings, CXL_STORE=restored_url)
     proved = run_cxl(["verify", "--checkpoint", str(checkpoint)], restored)
     assert proved.returncode == 0, proved.stderr

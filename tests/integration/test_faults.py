@@ -273,17 +273,6 @@ def test_broker_restarted_while_consume_runs_loses_nothing_published_after_it(
         assert relayed == positions
 
 
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A database of its own, so that terminating its connections touches no one else's."""
-    name = f"cxl_fault_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _terminate_connections(database: str) -> int:
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
         rows = conn.execute(
