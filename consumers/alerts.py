@@ -9,6 +9,7 @@ storage (a new topic id), gets the alerts that still hold again — its readers 
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -21,9 +22,13 @@ from kafka.errors import KafkaError
 from consumers.kafka_clients import close_producer, describe, make_producer
 from consumers.log_identity import NO_TOPIC_ID
 from ledger.alert_contract import ComplaintAlert, PromiseAlert, alert_json
-from ledger.errors import BrokerUnavailableError, StoreError
+from ledger.errors import BrokerUnavailableError, ConfigError, StoreError
 
 Alert = PromiseAlert | ComplaintAlert
+
+
+class AlertLogBusyError(ConfigError):
+    """Another process holds this ledger's alert log."""
 
 
 class AlertLog:
@@ -31,6 +36,16 @@ class AlertLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # One alerter per ledger home: two would both find an alert unpublished and send it twice.
+        self._lock = path.with_name(path.name + ".lock").open("a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise AlertLogBusyError(
+                f"another alerter (`cxl alerts`, or `cxl serve` outside a consumer group) already "
+                f"publishes the alerts of this ledger ({path}): one alerter per ledger"
+            ) from None
         try:
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -71,6 +86,7 @@ class AlertLog:
 
     def close(self) -> None:
         self._db.close()
+        self._lock.close()
 
 
 class AlertPublisher:

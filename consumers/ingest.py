@@ -144,11 +144,11 @@ def membership(settings: Settings) -> GroupMembership | None:
 class _Rebalance(ConsumerRebalanceListener):
     """Hands the group's decisions to the ingest consumer's own thread.
 
-    kafka-python calls a listener from its network thread, where the store's connections (bound
-    to the thread that opened them) cannot be used: a revocation waits for a batch being sealed to
-    be committed, then marks the partitions; an assignment pauses them (nothing is fetched before
-    they are positioned from the store) and marks them. ``IngestConsumer.rebalanced`` does the
-    rest after ``poll`` returns."""
+    kafka-python calls a listener from its network thread (while the ingest thread waits in
+    ``poll``, so never in the middle of a seal), where the store's connections (bound to the thread
+    that opened them) cannot be used: a revocation marks the partitions; an assignment pauses them
+    (nothing is fetched before they are positioned from the store) and marks them.
+    ``IngestConsumer.rebalanced`` does the rest after ``poll`` returns."""
 
     def __init__(self, ingest: IngestConsumer, consumer: KafkaConsumer) -> None:
         self._ingest = ingest
@@ -157,6 +157,7 @@ class _Rebalance(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked: Any) -> None:
         with self._ingest.sealing:
             self._ingest._revoked.update(tp.partition for tp in revoked)
+            self._ingest._joined = False  # until the rebalance assigns again
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         if assigned:
@@ -218,7 +219,8 @@ class IngestConsumer:
         self._revoked: set[int] = set()
         self._assigned: set[int] = set()
         self.sealing = threading.Lock()
-        """Held while a batch is sealed: a group revocation waits for its commit."""
+        """Guards the marks above (set from kafka-python's thread) and is held while a batch is
+        sealed."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -259,6 +261,8 @@ class IngestConsumer:
                 polled = consumer.poll(timeout_ms=200, max_records=s.batch_size)
                 if group is not None:
                     stale = self.rebalanced(consumer, dead_letters)
+                    if stale:
+                        quiet = 0
                     polled = {
                         tp: m
                         for tp, m in polled.items()
@@ -352,6 +356,8 @@ class IngestConsumer:
 
     def _measure_lag(self, consumer: KafkaConsumer) -> None:
         for tp in consumer.assignment():
+            if tp.partition not in self._epochs:  # revoked, or not positioned yet
+                continue
             highwater = consumer.highwater(tp)
             position = consumer.position(tp, timeout_ms=0)
             if highwater is not None and isinstance(position, int):
@@ -488,8 +494,9 @@ class IngestConsumer:
             high = consumer.highwater(tp)
             position = consumer.position(tp)
             if high is None:
-                # Nothing fetched yet for this partition: caught up only if it never had records.
-                if position not in (None, 0):
+                # Nothing fetched yet for this partition: caught up only if it never had records
+                # (in a group, not before a first fetch after the assignment has said so).
+                if position not in (None, 0) or self.settings.consumer_group is not None:
                     return False
                 continue
             if position is None or position < high:

@@ -67,11 +67,17 @@ def _worker(
             )
             signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
 
+            reported: set[int] = set()
+
             def report(stats: IngestStats) -> None:
                 for i, name in enumerate(_COUNTERS):
                     progress[index * len(_COUNTERS) + i] = getattr(stats, name)
+                for partition in reported - stats.lag.keys():  # moved to another group member
+                    lag[partition] = -1
                 for partition, behind in stats.lag.items():
                     lag[partition] = behind
+                reported.clear()
+                reported.update(stats.lag)
                 if stop.is_set() or os.getppid() != parent:
                     consumer.stop()
                 if drain.is_set():

@@ -15,16 +15,16 @@ from consumers.topics import ensure_topics
 from cxl.analytics import AsOf, KnownAt, answered, parse_known_at, settings_of
 from cxl.output import Format, emit_rows, err, out
 from cxl.store_access import ensure_home
-from ledger.errors import BrokerUnavailableError, ConfigError
+from ledger.errors import BrokerUnavailableError, StoreError
 from ledger.instants import format_duration, parse_duration, parse_instant
 from ledger.settings import Settings
 from projections.alerts import alerts_due
 from projections.at_risk import at_risk
 from projections.complaint_sla import complaint_sla, parse_groups
 from projections.contact_pressure import contact_groups
+from projections.errors import ProjectionsError
 from projections.explain import parse_where
 from projections.inflation import DEFAULT_MONTHS, flagged_groups, inflation
-from projections.served import running_server
 
 FormatOption = Annotated[Format, typer.Option("--format", help="table, json or csv.")]
 
@@ -88,12 +88,6 @@ def register(app: typer.Typer) -> None:
         """Publish alerts (at risk, overdue, broken, complaint SLA breaches) to the alerts topic."""
         settings = settings_of(ctx)
         instant = None if now is None else parse_instant(now, "--now")
-        server = running_server(settings.home)
-        if server is not None and settings.consumer_group is None:
-            raise ConfigError(
-                f"cxl serve (pid {server.pid}) runs on {settings.home} and already publishes its "
-                "alerts; one alerter per ledger"
-            )
         ensure_home(settings)
         with kafka_access(settings, may_embed=False) as kafka:
             ensure_topics(
@@ -199,7 +193,8 @@ def _watch(settings: Settings, publisher: AlertPublisher) -> None:
             sent = alert_round(settings, publisher, None)
             if sent:
                 err.print(f"published {sent:,} new alerts")
-        except BrokerUnavailableError as exc:
+        except (BrokerUnavailableError, ProjectionsError, StoreError) as exc:
+            # A broker away, the projections busy with another writer: the next round retries.
             err.print(f"alerts: {exc}; trying again in {settings.alerts_interval_s:g} s")
         stopping.wait(settings.alerts_interval_s)
     out.print(f"published {publisher.published:,} new alerts to {settings.alerts_topic}")

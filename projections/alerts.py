@@ -3,8 +3,9 @@
 * ``promise.at_risk`` — the promise is at risk (``projections.at_risk``) within the horizon;
 * ``promise.overdue`` — its due date in force has passed and it is neither settled nor broken;
 * ``promise.broken`` — it is broken (explicitly or by a renegotiation the customer did not agree);
-* ``complaint.unacknowledged`` / ``complaint.unresolved`` — the deadline for its severity has passed
-  and it is still not acknowledged / resolved.
+* ``complaint.unacknowledged`` / ``complaint.unresolved`` — the deadline for its severity passed
+  before ``now`` (at the deadline itself it may still be met) and it is still not acknowledged /
+  resolved.
 
 Conditions that arose before ``now − lookback`` (a due date, a break, a deadline) are not alerted:
 an alerter started on a long history reports what is current, not years of old breaches. Whether
@@ -41,11 +42,11 @@ WHERE (status = 'overdue' AND due_in_force > $since)
 LATE_COMPLAINTS = """
 SELECT 'complaint.unacknowledged' AS type, customer_id, complaint_id, severity, channel, category,
        filed_at, acknowledge_due AS due_at
-FROM ({rows}) c WHERE acknowledged_at IS NULL AND acknowledge_due <= $as_of AND acknowledge_due > $since
+FROM ({rows}) c WHERE acknowledged_at IS NULL AND acknowledge_due < $as_of AND acknowledge_due > $since
 UNION ALL
 SELECT 'complaint.unresolved', customer_id, complaint_id, severity, channel, category,
        filed_at, resolve_due
-FROM ({rows}) c WHERE resolved_at IS NULL AND resolve_due <= $as_of AND resolve_due > $since
+FROM ({rows}) c WHERE resolved_at IS NULL AND resolve_due < $as_of AND resolve_due > $since
 """
 
 

@@ -2,8 +2,8 @@
 
 Each complaint's deadlines are its ``filed_at`` plus the targets for its severity
 (``CXL_COMPLAINT_ACK_TARGETS`` / ``CXL_COMPLAINT_RESOLVE_TARGETS``). A complaint counts towards
-"within target" once it is decided by T: acknowledged (resolved) by T, or its deadline has passed
-by T without it; it is within target when acknowledged (resolved) at or before the deadline. Open
+"within target" once it is decided by T: acknowledged (resolved) by T, or its deadline passed
+before T without it (at the deadline itself it may still be met); it is within target when acknowledged (resolved) at or before the deadline. Open
 complaints whose deadline is still ahead are not counted either way. Percentiles are of the hours
 taken by the complaints acknowledged (resolved) by T. "Satisfied" is the share of resolved
 complaints whose resolution says ``customer_satisfied: true`` (unknown counts as not satisfied).
@@ -62,19 +62,19 @@ SLA = """
 SELECT {keys} count(*) AS complaints,
        count(acknowledged_at) AS acknowledged,
        round(avg((acknowledged_at IS NOT NULL AND acknowledged_at <= acknowledge_due)::INTEGER)
-             FILTER (WHERE acknowledged_at IS NOT NULL OR acknowledge_due <= $as_of), 4)
+             FILTER (WHERE acknowledged_at IS NOT NULL OR acknowledge_due < $as_of), 4)
            AS acknowledged_within_target,
        round(quantile_cont(hours_to_acknowledge, 0.5), 2) AS acknowledge_p50_hours,
        round(quantile_cont(hours_to_acknowledge, 0.9), 2) AS acknowledge_p90_hours,
-       count(*) FILTER (WHERE acknowledged_at IS NULL AND acknowledge_due <= $as_of)
+       count(*) FILTER (WHERE acknowledged_at IS NULL AND acknowledge_due < $as_of)
            AS unacknowledged_past_target,
        count(resolved_at) AS resolved,
        round(avg((resolved_at IS NOT NULL AND resolved_at <= resolve_due)::INTEGER)
-             FILTER (WHERE resolved_at IS NOT NULL OR resolve_due <= $as_of), 4)
+             FILTER (WHERE resolved_at IS NOT NULL OR resolve_due < $as_of), 4)
            AS resolved_within_target,
        round(quantile_cont(hours_to_resolve, 0.5), 2) AS resolve_p50_hours,
        round(quantile_cont(hours_to_resolve, 0.9), 2) AS resolve_p90_hours,
-       count(*) FILTER (WHERE resolved_at IS NULL AND resolve_due <= $as_of)
+       count(*) FILTER (WHERE resolved_at IS NULL AND resolve_due < $as_of)
            AS unresolved_past_target,
        round(avg(coalesce(customer_satisfied, false)::INTEGER) FILTER (WHERE resolved_at IS NOT NULL), 4)
            AS resolved_satisfied,
@@ -83,7 +83,7 @@ FROM ({rows}) c
 """
 
 CITED_TEAMS = """
-SELECT DISTINCT c.*, p.made_by, p.on_behalf_of
+SELECT DISTINCT c.*, {teams}
 FROM ({complaints}) c
 LEFT JOIN (SELECT customer_id, complaint_id, unnest(promise_ids) AS promise_id FROM ({complaints}) x) u
     USING (customer_id, complaint_id)
@@ -102,7 +102,8 @@ def complaint_sla(
     promises = promise_rows_sql(con, as_of, known_at)
     rows = with_deadlines_sql(complaints_sql(con, as_of, known_at), targets)
     if set(by) & set(TEAM_KEYS):
-        rows = CITED_TEAMS.format(complaints=rows, promises=promises)
+        teams = ", ".join(f"p.{k}" for k in TEAM_KEYS if k in by)
+        rows = CITED_TEAMS.format(complaints=rows, promises=promises, teams=teams)
     keys = "".join(f"{k}, " for k in by)
     sql = SLA.format(keys=keys, rows=rows) + f" GROUP BY {', '.join(by)}"
     if set(by) <= set(TEAM_KEYS):
@@ -110,9 +111,10 @@ def complaint_sla(
             f"SELECT {', '.join(by)}, count(*) AS promises_made FROM ({promises}) p "
             f"WHERE made_at <= $as_of GROUP BY ALL"
         )
+        same = " AND ".join(f"s.{k} IS NOT DISTINCT FROM m.{k}" for k in by)
         sql = (
             f"SELECT s.*, m.promises_made, round(100.0 * s.complaints / m.promises_made, 2) "
-            f"AS per_100_promises FROM ({sql}) s LEFT JOIN ({made}) m USING ({', '.join(by)})"
+            f"AS per_100_promises FROM ({sql}) s LEFT JOIN ({made}) m ON {same}"
         )
     sql = f"SELECT * FROM ({sql}) g ORDER BY {', '.join(f'{k} NULLS LAST' for k in by)}"
     cursor = con.execute(sql, horizon(sql, as_of, known_at))

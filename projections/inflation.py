@@ -51,7 +51,9 @@ grid AS (
 ),
 monthly AS (
     SELECT g.grp, g.month, coalesce(m.made, 0) AS made, coalesce(k.kept_on_time, 0) AS kept_on_time
-    FROM grid g LEFT JOIN made m USING (grp, month) LEFT JOIN kept k USING (grp, month)
+    FROM grid g
+    LEFT JOIN made m ON m.grp IS NOT DISTINCT FROM g.grp AND m.month = g.month
+    LEFT JOIN kept k ON k.grp IS NOT DISTINCT FROM g.grp AND k.month = g.month
 ),
 smoothed AS (
     SELECT *,

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from consumers.alerts import AlertLog, AlertPublisher
+from consumers.alerts import AlertLog, AlertLogBusyError, AlertPublisher
 from consumers.checkpoints import CheckpointPublisher
 from consumers.ingest import IngestStats
 from consumers.pipeline import IngestPipeline
@@ -322,7 +322,16 @@ class Alerter(Component):
         while not self.projector.ready.wait(PROJECT_EVERY_S):
             if self.stopping.is_set():
                 return
-        log_ = AlertLog(self.settings.alerts_log_path)
+        while True:
+            try:
+                log_ = AlertLog(self.settings.alerts_log_path)
+                break
+            except AlertLogBusyError as exc:  # a `cxl alerts` holds it: serve reads on
+                log.error(
+                    "alerts: %s; trying again in %.0f s", exc, self.settings.alerts_interval_s
+                )
+                if self.stopping.wait(self.settings.alerts_interval_s):
+                    return
         publisher = AlertPublisher(
             log_, self.bootstrap, self.settings.alerts_topic, self.settings.kafka_timeout_s
         )

@@ -115,3 +115,17 @@ def test_a_bad_threshold_is_one_line_naming_the_setting(
     result = run_cxl([flag, value, "at-risk"], cxl_env(settings))
     assert result.returncode == 2
     assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_second_alerter_on_one_ledger_is_refused_in_one_line(settings: Settings) -> None:
+    from consumers.alerts import AlertLog
+
+    settings.home.mkdir(parents=True)
+    held = AlertLog(settings.alerts_log_path)  # as a running alerter holds it
+    try:
+        result = run_cxl(["alerts", "--until-idle"], cxl_env(settings))
+    finally:
+        held.close()
+    assert result.returncode == 2
+    assert "one alerter per ledger" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -120,3 +120,27 @@ def test_three_group_members_joining_leaving_and_killed_seal_everything_once_in_
     assert verified.returncode == 0, verified.stderr
     assert "does not relay" in log.read_text()
     print(log.read_text()[-4000:])
+
+
+def test_group_members_run_until_idle_leave_nothing_behind(
+    settings: Settings, tmp_path: Path, postgres_url: str
+) -> None:
+    """``--until-idle`` in a group: a member is not idle before its assignment has been fetched,
+    nor while a rebalance is under way, so two members leave nothing unsealed when both exit."""
+    seed = _seed()
+    load = make_load(tmp_path, 3_000, seed, chunks=2)
+    env = cxl_env(
+        settings,
+        CXL_STORE=postgres_url,
+        CXL_INGEST_WORKERS="1",
+        CXL_GROUP_SESSION_TIMEOUT_S="6",
+        CXL_GROUP_HEARTBEAT_S="0.5",
+        CXL_GROUP_MAX_POLL_INTERVAL_S="20",
+    )
+    Publisher(load, env).start().join()
+    log = tmp_path / "consume.log"
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    members = [start_consume(env, log, "--group", group, "--until-idle") for _ in range(2)]
+    for process in members:
+        assert process.wait(timeout=180) == 0, log.read_text()[-3000:]
+    assert_sealed_exactly_once(postgres_url, load)
