@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 import duckdb
 
@@ -27,6 +26,7 @@ from projections.at_risk import at_risk_sql
 from projections.complaint_sla import with_deadlines_sql
 from projections.complaints import complaints_sql
 from projections.promise_fold import classify_sql, horizon
+from projections.rows import fetch_rows
 from projections.trust_gap import promise_rows_sql
 
 PROMISE_COLUMNS = "promise_id, customer_id, made_by, on_behalf_of, channel, kind, weight"
@@ -50,13 +50,6 @@ FROM ({rows}) c WHERE resolved_at IS NULL AND resolve_due < $as_of AND resolve_d
 """
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of ``sql`` with those of ``params`` it uses (DuckDB refuses the others)."""
-    cursor = con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 def _hours(delta: timedelta) -> float:
     return round(delta.total_seconds() / 3600, 2)
 
@@ -74,7 +67,7 @@ def due_alerts(
     at_risk = f"SELECT 'promise.at_risk' AS type, * FROM ({at_risk_sql(promises)}) r"
     late = LATE_PROMISES.format(classified=classify_sql(promises))
     for sql in (at_risk, late):
-        for row in _rows(con, sql, {**horizon(sql, now), **params}):
+        for row in fetch_rows(con, sql, {**horizon(sql, now), **params}):
             yield PromiseAlert(
                 alert_id=alert_id(
                     row["type"], row["customer_id"], row["promise_id"], row["due_at"]
@@ -95,7 +88,7 @@ def due_alerts(
             )
     complaints = with_deadlines_sql(complaints_sql(con, now), targets)
     sql = LATE_COMPLAINTS.format(rows=complaints)
-    for row in _rows(con, sql, {**horizon(sql, now), "since": params["since"]}):
+    for row in fetch_rows(con, sql, {**horizon(sql, now), "since": params["since"]}):
         target = (
             targets.acknowledge if row["type"] == "complaint.unacknowledged" else targets.resolve
         )

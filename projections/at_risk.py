@@ -19,6 +19,7 @@ from ledger.canonical import format_instant
 from ledger.instants import shifted
 from projections.explain import where_conditions
 from projections.promise_fold import classify_sql, horizon
+from projections.rows import fetch_rows
 from projections.trust_gap import promise_rows_sql
 
 DEFAULT_HORIZON = timedelta(hours=48)
@@ -69,11 +70,9 @@ def at_risk(
     conditions, params = where_conditions(where)
     risky = at_risk_sql(promise_rows_sql(con, as_of, known_at), conditions=conditions)
     sql = f"SELECT * EXCLUDE (made_at) FROM ({risky}) r ORDER BY due_at, customer_id, promise_id"
-    cursor = con.execute(
-        sql, {**horizon(sql, as_of, known_at), "until": shifted(as_of, within), **params}
+    rows = fetch_rows(
+        con, sql, {**horizon(sql, as_of, known_at), "until": shifted(as_of, within), **params}
     )
-    names = [d[0] for d in cursor.description]
-    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     for row in rows:
         row["due_at"] = format_instant(row["due_at"])
     return rows

@@ -24,6 +24,7 @@ from ledger.errors import ConfigError
 from ledger.settings import ComplaintTargets
 from projections.complaints import complaints_sql
 from projections.promise_fold import horizon
+from projections.rows import fetch_rows
 from projections.trust_gap import promise_rows_sql
 
 GROUPS = ("severity", "channel", "category", "made_by", "on_behalf_of")
@@ -117,6 +118,4 @@ def complaint_sla(
             f"AS per_100_promises FROM ({sql}) s LEFT JOIN ({made}) m ON {same}"
         )
     sql = f"SELECT * FROM ({sql}) g ORDER BY {', '.join(f'{k} NULLS LAST' for k in by)}"
-    cursor = con.execute(sql, horizon(sql, as_of, known_at))
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return fetch_rows(con, sql, horizon(sql, as_of, known_at))

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from projections.promise_fold import VISIBLE, horizon
+from projections.rows import fetch_rows
 
 WINDOW_SECONDS = 30 * 86400
 
@@ -82,6 +83,4 @@ def contact_groups(
     """One row per group (all, saturated or not, inbound met only machines or a person): its
     customer-windows, contact and complaint rate — the figures ``cxl contact`` prints."""
     sql = GROUPS.format(windows=CUSTOMER_WINDOWS)
-    cursor = con.execute(sql, {**horizon(sql, as_of, known_at), "saturation": saturation})
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return fetch_rows(con, sql, {**horizon(sql, as_of, known_at), "saturation": saturation})

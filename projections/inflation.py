@@ -25,6 +25,7 @@ import duckdb
 
 from ledger.errors import ConfigError
 from projections.promise_fold import classify_sql, horizon
+from projections.rows import fetch_rows
 from projections.trust_gap import promise_rows_sql
 
 GROUPS = ("made_by", "channel", "kind", "on_behalf_of")
@@ -112,9 +113,7 @@ def inflation(
         n=months,
         preceding=months - 1,
     )
-    cursor = con.execute(sql, horizon(sql, as_of, known_at))
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return fetch_rows(con, sql, horizon(sql, as_of, known_at))
 
 
 def flagged_groups(rows: list[dict[str, Any]], by: str) -> dict[Any, bool]:
