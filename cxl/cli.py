@@ -30,7 +30,7 @@ from consumers.publisher import publish_records
 from consumers.records import read_jsonl
 from consumers.relay import LedgerRelay
 from consumers.topics import ensure_topics
-from cxl import analytics, checkpoints, erasure, keepers, serve
+from cxl import analytics, checkpoints, erasure, keepers, serve, store_admin
 from cxl.output import Format, Ticker, emit_rows, err, out, report_rejects
 from cxl.store_access import check_store_file, ensure_home, open_store
 from ledger.audit import verify_chains
@@ -102,6 +102,13 @@ def root(
         int | None,
         typer.Option(
             help="Ingest processes, one share of partitions each [env CXL_INGEST_WORKERS]."
+        ),
+    ] = None,
+    stream_cache: Annotated[
+        int | None,
+        typer.Option(
+            help="Customers whose stream heads a sealing process keeps in memory "
+            "[env CXL_STREAM_CACHE]."
         ),
     ] = None,
     kafka_timeout: Annotated[
@@ -217,6 +224,7 @@ def root(
             partitions=partitions,
             batch_size=batch_size,
             ingest_workers=workers,
+            stream_cache=stream_cache,
             kafka_timeout_s=kafka_timeout,
             checkpoint_key=checkpoint_key,
             checkpoint_every=checkpoint_every,
@@ -667,6 +675,7 @@ keepers.register(app)
 erasure.register(app)
 checkpoints.register(app)
 serve.register(app)
+store_admin.register(app)
 
 
 def main() -> None:

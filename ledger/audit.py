@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,9 +43,16 @@ from ledger.merkle import (
     verify_consistency,
 )
 from ledger.personal import dedupe_digest
-from ledger.recorders import StoredRow, mark_mismatch
+from ledger.recorders import STREAM_HEADS, StoredRow, mark_mismatch
 from ledger.relationship import Relationship, relationship_id
-from ledger.store import CREATED_TOPIC, SEALED_TOPIC, LedgerStore
+from ledger.store import (
+    CREATED_TOPIC,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    SEALED_TOPIC,
+    LedgerStore,
+)
+from ledger.stream_head import StreamHead
 
 _MODULUS = 2**256
 _DATETIME = "datetime_iso"
@@ -149,6 +156,17 @@ class _Head:
     created_at: str
     seq: int = 0
     hash: str = GENESIS_HASH
+    stream: StreamHead | None = None
+    """The stream's head as sealing stores it (``cxl_stream_heads``), folded again here."""
+
+    def row_digest(self) -> int:
+        stream = self.stream or StreamHead(self.customer_id)
+        return _head_row_digest(self.customer_id, self.seq, self.hash, stream.facts().decode())
+
+
+def _head_row_digest(customer_id: str, seq: int, hash_: str, facts: str) -> int:
+    line = f"{customer_id}\x00{seq}\x00{hash_}\x00{facts}".encode()
+    return int.from_bytes(hashlib.sha256(line).digest(), "big")
 
 
 def _row_digest(event_id: str, customer_id: str, digest: str) -> int:
@@ -277,6 +295,9 @@ class _Verifier:
             )
         self.last_recorded_at = recorded_at
         head.seq, head.hash = seq, hash_
+        if head.stream is None:
+            head.stream = StreamHead(customer)
+        head.stream.note(stored_body, seq, hash_)
         self.index_sum = (
             self.index_sum + _row_digest(body["event_id"], customer, dedupe_digest(body))
         ) % _MODULUS
@@ -303,6 +324,7 @@ class _Verifier:
             )
         _check_positions(store)
         _check_ledger_meta(store, self.events)
+        _check_stream_heads(store, self.heads.values())
         self.tree.finish()
         heads = hashlib.sha256()
         for head in sorted(self.heads.values(), key=lambda h: h.customer_id):
@@ -328,6 +350,35 @@ def require_same_ledger(store: LedgerStore, checkpoint: Checkpoint) -> None:
         )
 
 
+def _check_stream_heads(store: LedgerStore, heads: Iterable[_Head]) -> None:
+    """The stored stream heads are exactly those the sealed events fold to: one per stream,
+    none extra, none edited (a changed head would let the next event be sealed onto another
+    chain or its anomalies be judged against other facts)."""
+    if store.recorder.ledger_meta().get(SCHEMA_VERSION_KEY) != str(SCHEMA_VERSION):
+        raise StoreError(
+            f"the ledger store has no stream heads yet (schema version below {SCHEMA_VERSION}): "
+            "run `cxl store migrate`, then verify"
+        )
+    expected = 0
+    streams = 0
+    for head in heads:
+        expected = (expected + head.row_digest()) % _MODULUS
+        streams += 1
+    found = 0
+    rows = 0
+    for page in store.stream_head_rows():
+        for customer_id, seq, hash_, facts in page:
+            found = (found + _head_row_digest(customer_id, seq, hash_, facts)) % _MODULUS
+        rows += len(page)
+    if rows != streams or found != expected:
+        raise LedgerTamperedError(
+            None,
+            f"the stream heads ({rows:,} rows) do not match the {streams:,} customers' sealed "
+            "events (a row was edited, added or removed)",
+            place=STREAM_HEADS,
+        )
+
+
 def _check_ledger_meta(store: LedgerStore, events: int) -> None:
     """The ledger's own settings table holds its id (once anything is sealed) and nothing
     else."""
@@ -336,6 +387,8 @@ def _check_ledger_meta(store: LedgerStore, events: int) -> None:
     except PersistenceError:
         meta = {"": "table missing"}
     ledger_id = meta.pop("ledger_id", None)
+    if meta.pop(SCHEMA_VERSION_KEY, None) not in (None, str(SCHEMA_VERSION)):
+        meta[SCHEMA_VERSION_KEY] = "another version"
     try:
         valid = (ledger_id is None and not events) or str(UUID(ledger_id or "")) == ledger_id
     except ValueError:

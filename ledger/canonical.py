@@ -66,7 +66,9 @@ def canonical_json(value: Any) -> bytes:
     return rfc8785.dumps(value)
 
 
-def _orjson_canonical(value: Any) -> bytes:
+def orjson_canonical(value: Any) -> bytes:
+    """RFC 8785 bytes by orjson, for values on which the two agree (``canonical_encoder``): bytes
+    that orjson parses and writes back unchanged."""
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
@@ -74,7 +76,7 @@ def canonical_encoder(value: Any) -> Callable[[Any], bytes]:
     """An RFC 8785 encoder for ``value`` and for values made from it by adding or replacing
     strings, dicts of strings and nulls only (same numbers): the fast one when orjson agrees on
     ``value``'s numbers. Checking once serves several encodings of one event."""
-    return _orjson_canonical if _orjson_agrees(value) else rfc8785.dumps
+    return orjson_canonical if _orjson_agrees(value) else rfc8785.dumps
 
 
 def format_instant(instant: datetime) -> str:

@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonDict
 
-from ledger.canonical import format_instant
+from ledger.canonical import canonical_encoder, format_instant
 from ledger.errors import ConfigError, FieldProblem, InvalidEventError
 
 CONTRACT_VERSION = 1
@@ -355,11 +355,25 @@ class ValidEvent:
     same fact exactly when their bodies are equal.
     """
 
-    __slots__ = ("body", "customer_id", "event_id", "occurred_at", "origin", "type")
+    __slots__ = (
+        "body",
+        "canonical",
+        "customer_id",
+        "encode",
+        "event_id",
+        "occurred_at",
+        "origin",
+        "type",
+    )
 
     def __init__(self, model: _Envelope, origin: str = "") -> None:
         self.origin = origin
         self.body: dict[str, Any] = canonical_body(model, origin)
+        self.encode = canonical_encoder(self.body)
+        """The RFC 8785 encoder for this body and bodies made from it (its personal fields
+        sealed): decided once per event."""
+        self.canonical: bytes = self.encode(self.body)
+        """The body's canonical bytes, computed once: hashed, digested and stored as they are."""
         self.event_id: str = self.body["event_id"]
         self.customer_id: str = model.customer_id
         self.type: str = self.body["type"]

@@ -268,13 +268,28 @@ class KeyStore:
         """The data keys of ``customer_ids`` that are not erased, creating missing ones (unless
         ``create`` is false) in one committed transaction: a key is durable before any
         ciphertext made with it can be sealed. Erased customers are absent from the result."""
-        wanted = {c for c in customer_ids if c not in self._cache and c not in self._erased}
+        cache = self._cache
+        wanted: set[str] = set()
+        for customer_id in customer_ids:
+            key = cache.pop(customer_id, None)
+            if key is None:
+                if customer_id not in self._erased:
+                    wanted.add(customer_id)
+            else:
+                cache[customer_id] = key  # most recently used last: ``trim`` drops the oldest
         if wanted:
             self._load(wanted)
             missing = wanted - self._cache.keys() - self._erased
             if missing and create:
                 self._create(missing)
         return {c: self._cache[c] for c in customer_ids if c in self._cache}
+
+    def trim(self, limit: int) -> None:
+        """Keep at most ``limit`` data keys in memory, the least recently looked up going first
+        (they are read again from the key store when needed)."""
+        cache = self._cache
+        while len(cache) > limit:
+            del cache[next(iter(cache))]
 
     def cached(self, customer_id: str) -> DataKey:
         """The key of a customer ``keys_for`` returned (the hot path: one dict lookup)."""

@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -127,14 +127,21 @@ class PersonalCipher:
         data = body["data"]
         return any(data.get(n) is not None for n in PERSONAL_FIELDS.get(body["type"], ()))
 
-    def seal_fields(self, body: dict[str, Any]) -> tuple[bytes, str | None]:
+    def seal_fields(
+        self,
+        body: dict[str, Any],
+        encode: Callable[[Any], bytes] | None = None,
+        plain: bytes | None = None,
+    ) -> tuple[bytes, str | None]:
         """The canonical bytes of ``body`` with its personal fields sealed, and its dedupe digest
-        (None when the body holds no personal value: then it is the digest of those bytes)."""
-        encode = canonical_encoder(body)
+        (None when the body holds no personal value: then it is the digest of those bytes).
+        ``encode`` and ``plain`` are the body's encoder and canonical bytes when already known
+        (``ValidEvent``): a body without personal values is then not encoded again."""
+        encode = encode or canonical_encoder(body)
         data = body["data"]
         present = [n for n in PERSONAL_FIELDS.get(body["type"], ()) if data.get(n) is not None]
         if not present:
-            return encode(body), None
+            return (encode(body) if plain is None else plain), None
         key = self.keys.cached(body["customer_id"])
         event_id = body["event_id"]
         sealed_data = dict(data)

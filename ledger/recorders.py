@@ -10,6 +10,10 @@ Two tables join the library's stored events and tracking, written in the same tr
   and a fingerprint of the record at that position, so that a log replaced by another of any
   length is recognised by identity, not length.
 
+- ``cxl_stream_heads``: per customer, the head of their stream and the facts sealing reads
+  (``ledger.stream_head``), so that a writer reads one row for a customer it has not cached
+  instead of replaying their stream. ``cxl verify`` folds every stream and compares.
+
 ``sealing()`` is the only write path: a transaction that holds the store's write lock from its
 first statement (``BEGIN IMMEDIATE`` on SQLite, ``LOCK TABLE`` on PostgreSQL), so that everything
 decided inside it (the seal instant, seqs, hashes) is decided against the store as it will be when
@@ -41,6 +45,7 @@ from eventsourcing.utils import retry
 from ledger.merkle import frontier_positions
 from ledger.personal import SEALED_FIELD_MARK
 from ledger.relationship import relationship_id
+from ledger.stream_head import StreamHead
 
 # A terminated or restarted database session is reconnected, as the library's own reads are.
 _reconnecting = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -96,6 +101,7 @@ class SealingTransaction:
         self._marks = recorder.qualified("cxl_source_marks")
         self._leaves = recorder.qualified(TREE_LEAVES)
         self._nodes = recorder.qualified(TREE_NODES)
+        self._heads = recorder.qualified(STREAM_HEADS)
 
     def tree_edge(self) -> tuple[int, dict[tuple[int, int], bytes]]:
         """The Merkle tree's size and the full subtrees on its right edge (``TreeBuilder``)."""
@@ -154,6 +160,23 @@ class SealingTransaction:
                 known[row["event_id"]] = KnownEvent(row["customer_id"], row["digest"])
         return known
 
+    def heads(self, customer_ids: Sequence[str]) -> dict[str, StreamHead]:
+        """The stored heads of those customers that have a stream (one query per 500)."""
+        found: dict[str, StreamHead] = {}
+        for start in range(0, len(customer_ids), 500):
+            chunk = list(customer_ids[start : start + 500])
+            marks = ",".join([self._p] * len(chunk))
+            self._cursor.execute(
+                f"SELECT customer_id, seq, hash, facts FROM {self._heads} "
+                f"WHERE customer_id IN ({marks})",
+                chunk,
+            )
+            for row in self._cursor.fetchall():
+                found[row["customer_id"]] = StreamHead.stored(
+                    row["customer_id"], int(row["seq"]), row["hash"], row["facts"]
+                )
+        return found
+
     def streams(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         stored: list[StoredEvent] = []
         for start in range(0, len(originator_ids), 500):
@@ -177,16 +200,27 @@ class SealingTransaction:
 
     def insert(
         self,
-        stored: Sequence[StoredEvent],
+        rows: Sequence[tuple[UUID, int, str, bytes]],
         *,
         tracking: Tracking | None,
         event_ids: Sequence[tuple[str, str, str]],
         mark: tuple[str, int, str] | None,
         tree: Sequence[tuple[int, int, bytes]] = (),
+        heads: Sequence[StreamHead] = (),
     ) -> None:
-        """Insert sealed events with their index rows, position and mark, and the Merkle
-        ``tree`` nodes they complete: (level, index, hash); level 0 is a leaf."""
-        self._recorder.insert_within(self._cursor, stored, tracking)
+        """Insert event rows (stream id, version, topic, stored state) with their index rows,
+        position and mark, the Merkle ``tree`` nodes they complete ((level, index, hash); level 0
+        is a leaf) and the new ``heads`` of the streams they extend, each table in one
+        statement."""
+        self._recorder.insert_within(self._cursor, rows, tracking)
+        if heads:
+            self._cursor.executemany(
+                f"INSERT INTO {self._heads} (customer_id, seq, hash, facts) "
+                f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}) "
+                "ON CONFLICT (customer_id) DO UPDATE SET seq = excluded.seq, "
+                "hash = excluded.hash, facts = excluded.facts",
+                [(h.customer_id, h.seq, h.hash, h.facts().decode()) for h in heads],
+            )
         leaves = [(i, h.hex()) for level, i, h in tree if level == 0]
         nodes = [(level, i, h.hex()) for level, i, h in tree if level > 0]
         if leaves:
@@ -217,6 +251,7 @@ class SealingTransaction:
 LEDGER_META = "cxl_ledger"
 TREE_LEAVES = "cxl_tree_leaves"
 TREE_NODES = "cxl_tree_nodes"
+STREAM_HEADS = "cxl_stream_heads"
 _EXTRA_TABLES = (
     "CREATE TABLE IF NOT EXISTS {ids} (event_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, "
     "digest TEXT NOT NULL)",
@@ -231,6 +266,8 @@ _EXTRA_TABLES = (
     "CREATE TABLE IF NOT EXISTS {leaves} (leaf {key_integer} PRIMARY KEY, hash TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {nodes} (level INTEGER NOT NULL, idx BIGINT NOT NULL, "
     "hash TEXT NOT NULL, PRIMARY KEY (level, idx)){clustered}",
+    "CREATE TABLE IF NOT EXISTS {heads} (customer_id TEXT PRIMARY KEY, seq BIGINT NOT NULL, "
+    "hash TEXT NOT NULL, facts TEXT NOT NULL){clustered}",
 )
 
 
@@ -311,6 +348,16 @@ class _LedgerCounts:
             c.execute(f"SELECT name, value FROM {self.qualified(LEDGER_META)}")
             rows = {r["name"]: r["value"] for r in c.fetchall()}
         return rows.get("ledger_id")
+
+    def set_meta(self, name: str, value: str, *, replace: bool = False) -> None:
+        """Record one of the ledger's own settings (``replace``: over an existing value)."""
+        action = "DO UPDATE SET value = excluded.value" if replace else "DO NOTHING"
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                f"INSERT INTO {self.qualified(LEDGER_META)} (name, value) "
+                f"VALUES ({self.param}, {self.param}) ON CONFLICT (name) {action}",
+                [name, value],
+            )
 
     def customer_of(self, event_id: str) -> str | None:
         """The customer of a sealed event (from the event-id index), or None."""
@@ -423,6 +470,7 @@ class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
                     leaves=TREE_LEAVES,
                     nodes=TREE_NODES,
                     meta=LEDGER_META,
+                    heads=STREAM_HEADS,
                     key_integer="INTEGER",
                     clustered=" WITHOUT ROWID",
                 )
@@ -437,9 +485,14 @@ class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
         return originator_id.hex
 
     def insert_within(
-        self, cursor: Any, stored: Sequence[StoredEvent], tracking: Tracking | None
+        self, cursor: Any, rows: Sequence[tuple[UUID, int, str, bytes]], tracking: Tracking | None
     ) -> None:
-        self._insert_events(cursor, stored, tracking=tracking)
+        if rows:
+            cursor.executemany(
+                self.insert_events_statement, [(r[0].hex, r[1], r[2], r[3]) for r in rows]
+            )
+        if tracking is not None:
+            self._insert_tracking(cursor, tracking)
 
     @contextmanager
     def sealing(self) -> Iterator[SealingTransaction]:
@@ -489,6 +542,15 @@ class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
             )
             return [(r["event_id"], r["customer_id"], r["digest"]) for r in c.fetchall()]
 
+    def stream_head_rows(self, after: str, limit: int) -> list[tuple[str, int, str, str]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT customer_id, seq, hash, facts FROM {STREAM_HEADS} WHERE customer_id > ? "
+                "ORDER BY customer_id LIMIT ?",
+                [after, limit],
+            )
+            return [(r["customer_id"], r["seq"], r["hash"], r["facts"]) for r in c.fetchall()]
+
 
 class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
     """PostgreSQL: the library's table lock is taken first, then the seal is decided."""
@@ -508,6 +570,7 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
                         leaves=self.qualified(TREE_LEAVES),
                         nodes=self.qualified(TREE_NODES),
                         meta=self.qualified(LEDGER_META),
+                        heads=self.qualified(STREAM_HEADS),
                         key_integer="BIGINT",
                         clustered="",
                     )
@@ -521,11 +584,11 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
         return originator_id
 
     def insert_within(
-        self, cursor: Any, stored: Sequence[StoredEvent], tracking: Tracking | None
+        self, cursor: Any, rows: Sequence[tuple[UUID, int, str, bytes]], tracking: Tracking | None
     ) -> None:
-        self._insert_events(cursor, stored, tracking=tracking)
-        if stored:
-            self._insert_stored_events(cursor, stored)
+        self._insert_events(cursor, [], tracking=tracking)
+        if rows:
+            self._insert_stored_events(cursor, [StoredEvent(*r) for r in rows])
 
     @contextmanager
     def sealing(self) -> Iterator[SealingTransaction]:
@@ -573,6 +636,16 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
                 [after, limit],
             )
             return [(r["event_id"], r["customer_id"], r["digest"]) for r in c.fetchall()]
+
+    @_reconnecting
+    def stream_head_rows(self, after: str, limit: int) -> list[tuple[str, int, str, str]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT customer_id, seq, hash, facts FROM {self.qualified(STREAM_HEADS)} "
+                'WHERE customer_id COLLATE "C" > %s ORDER BY customer_id COLLATE "C" LIMIT %s',
+                [after, limit],
+            )
+            return [(r["customer_id"], r["seq"], r["hash"], r["facts"]) for r in c.fetchall()]
 
 
 def _composed(statement: str) -> Any:

@@ -1,52 +1,37 @@
-"""The Relationship aggregate: one customer's sealed, hash-chained stream of facts.
+"""The Relationship aggregate: one customer's sealed, hash-chained stream of facts, as stored.
 
-It decides, for each new fact, which ``seq`` and ``prev_hash`` seal it and whether, given what the
-ledger knows so far, it is an anomaly (out of order or contradictory). Anomalies are still sealed:
-facts are facts. Whether a fact is new at all (``event_id`` dedupe) is the store's decision, made
-against its global index of event ids.
-
-The decision lives in the command (``seal``); the event's ``apply`` only updates state, so replaying
-stored events never re-decides anything.
+Each customer's stream is an eventsourcing aggregate: a creation row (version 1), then one
+``EventSealed`` row per sealed fact. The writer does not build an aggregate object per event: it
+writes each row's stored bytes directly (``sealed_state``, ``created_state``), byte for byte what
+the library's mapper writes for these events, so that the library (and ``cxl verify``, which
+rebuilds every stored row independently) reads them back unchanged. What sealing decides — seq,
+prev_hash, anomalies — is decided from the stream's head (``ledger.stream_head``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
 
+import orjson
 from eventsourcing.domain import Aggregate
 
-from ledger.chain import GENESIS_HASH, seal_hash
-from ledger.contract import PERSONAL_FIELDS
-from ledger.personal import is_sealed_field
+from ledger.stream_head import ERASED_TYPE, StreamHead
 
-ERASED_TYPE = "customer.erased"
-"""Sealed by ``cxl forget`` (never by a publisher): after it, the stream takes no more events."""
+__all__ = ["ERASED_TYPE", "Relationship", "created_state", "relationship_id", "sealed_state"]
+
 _NAMESPACE = UUID("5b0c6f0e-3f4e-4c59-9d7e-6b8f1d6f2a10")
 
 
 def relationship_id(customer_id: str) -> UUID:
+    """A name-based UUID: stable across processes and backends, so any writer finds a customer's
+    stream without a lookup table."""
     return uuid5(_NAMESPACE, customer_id)
 
 
-@dataclass
-class _PromiseFacts:
-    made: bool = False
-    kept: float = 0.0
-    broken: bool = False
-
-
-@dataclass
-class SealResult:
-    seq: int
-    anomalies: list[str] = field(default_factory=list)
-
-
 class Relationship(Aggregate):
-    """Aggregate id is ``relationship_id(customer_id)``, a name-based UUID: stable across processes
-    and backends, so any writer finds a customer's stream without a lookup table.
+    """Aggregate id is ``relationship_id(customer_id)``.
 
     Every stored event's ``timestamp`` (the library's own field) is the seal instant
     ``recorded_at`` of its transaction, so that ``cxl verify`` can account for it.
@@ -72,97 +57,64 @@ class Relationship(Aggregate):
         recorded_at: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate._note_sealed(self.body, self.seq, self.hash)
+            aggregate.head.note(self.body, self.seq, self.hash)
 
     @staticmethod
     def create_id(customer_id: str) -> UUID:
         return relationship_id(customer_id)
 
-    @classmethod
-    def open(cls, customer_id: str, at: datetime) -> Relationship:
-        """A new relationship whose creation is stamped with the seal instant ``at``."""
-        relationship: Relationship = cls._create(cls.Created, customer_id=customer_id, timestamp=at)
-        return relationship
-
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
-        self.last_seq = 0
-        self.head_hash = GENESIS_HASH
-        self._promises: dict[str, _PromiseFacts] = {}
-        self._complaints: set[str] = set()
-        self.erased = False
-        self.kid: str | None = None
-        """The data key id this stream's personal fields were sealed with (None: none yet)."""
+        self.head = StreamHead(customer_id)
 
-    def seal(
-        self, body: dict[str, Any], body_bytes: bytes, recorded_at: str, at: datetime
-    ) -> SealResult:
-        """Append the canonical ``body`` (whose canonical bytes are ``body_bytes``) to the chain."""
-        anomalies = self._anomalies_of(body)
-        seq = self.last_seq + 1
-        self.trigger_event(
-            self.EventSealed,
-            timestamp=at,
-            event_id=body["event_id"],
-            body=body,
-            seq=seq,
-            prev_hash=self.head_hash,
-            hash=seal_hash(self.head_hash, body_bytes, seq, recorded_at),
-            recorded_at=recorded_at,
+
+def stored_timestamp(instant: datetime) -> bytes:
+    """The library's stored form of an event's ``timestamp`` (the seal instant)."""
+    return orjson.dumps({"_type_": "datetime_iso", "_data_": instant.isoformat()})
+
+
+def created_state(customer_id: str, timestamp: bytes) -> bytes:
+    """Stored bytes of a stream's creation row, as the library's mapper writes them."""
+    return b"".join(
+        (
+            b'{"timestamp":',
+            timestamp,
+            b',"originator_topic":',
+            orjson.dumps(Relationship.TOPIC),
+            b',"customer_id":',
+            orjson.dumps(customer_id),
+            b"}",
         )
-        return SealResult(seq, anomalies)
+    )
 
-    def _note_sealed(self, body: dict[str, Any], seq: int, hash_: str) -> None:
-        self.last_seq = seq
-        self.head_hash = hash_
-        data = body["data"]
-        kind = body["type"]
-        if self.kid is None:
-            for name in PERSONAL_FIELDS.get(kind, ()):
-                value = data.get(name)
-                if is_sealed_field(value):
-                    self.kid = value["kid"]
-                    break
-        if kind == ERASED_TYPE:
-            self.erased = True
-        elif kind.startswith("promise."):
-            facts = self._promises.setdefault(data["promise_id"], _PromiseFacts())
-            if kind == "promise.made":
-                facts.made = True
-            elif kind == "promise.kept":
-                facts.kept = min(1.0, facts.kept + data["fraction"])
-            elif kind == "promise.broken" or (
-                kind == "promise.renegotiated" and not data["agreed_by_customer"]
-            ):
-                facts.broken = True
-        elif kind == "complaint.filed":
-            self._complaints.add(data["complaint_id"])
 
-    def _anomalies_of(self, body: dict[str, Any]) -> list[str]:
-        """What is odd about this fact given the stream so far; empty for the ordinary case."""
-        kind = body["type"]
-        data = body["data"]
-        found: list[str] = []
-        if kind.startswith("promise."):
-            facts = self._promises.get(data["promise_id"])
-            if kind == "promise.made":
-                if facts is not None and facts.made:
-                    found.append("promise made twice")
-                return found
-            if facts is None or not facts.made:
-                found.append("outcome before promise")
-            if facts is not None:
-                if kind == "promise.kept" and facts.kept >= 1.0:
-                    found.append("kept twice")
-                if kind == "promise.kept" and facts.broken:
-                    found.append("kept after broken")
-                if kind == "promise.broken" and facts.kept >= 1.0:
-                    found.append("broken after kept")
-        elif kind == "complaint.filed":
-            for promise_id in data["promise_ids"]:
-                if promise_id not in self._promises:
-                    found.append("complaint about unknown promise")
-                    break
-        elif kind.startswith("complaint.") and data["complaint_id"] not in self._complaints:
-            found.append("complaint outcome before filing")
-        return found
+def sealed_state(
+    stored_body: bytes,
+    event_id: str,
+    seq: int,
+    prev_hash: str,
+    hash_: str,
+    recorded_at: str,
+    timestamp: bytes,
+) -> bytes:
+    """Stored bytes of a sealed event, as the library's mapper writes them. ``stored_body`` is the
+    body as orjson writes it (the canonical bytes themselves whenever orjson wrote those)."""
+    return b"".join(
+        (
+            b'{"timestamp":',
+            timestamp,
+            b',"event_id":',
+            orjson.dumps(event_id),
+            b',"body":',
+            stored_body,
+            b',"seq":',
+            str(seq).encode("ascii"),
+            b',"prev_hash":"',
+            prev_hash.encode("ascii"),
+            b'","hash":"',
+            hash_.encode("ascii"),
+            b'","recorded_at":"',
+            recorded_at.encode("ascii"),
+            b'"}',
+        )
+    )

@@ -145,6 +145,13 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         default=5000, ge=1, le=1_000_000, description="Records per sealing transaction."
     )
+    stream_cache: int = Field(
+        default=50_000,
+        ge=1,
+        le=100_000_000,
+        description="Customers whose stream heads (and data keys) a sealing process keeps in "
+        "memory; the others are read from the store when their next event comes.",
+    )
     ingest_workers: int = Field(
         default=2,
         ge=1,

@@ -11,14 +11,15 @@ Contract:
   done before (a redelivery). ``position(name)`` is the last recorded position, ``None`` if none.
 - The notification log (``read``) yields every sealed event once, in the global order they were
   recorded; that order is what the relay and the projections follow, and ``recorded_at`` never
-  decreases along it. Within one transaction the events are grouped by customer, each customer's in
-  arrival order.
+  decreases along it. Within one transaction the events are in arrival order.
 
-The writer keeps hot per-customer state (chain head, facts for anomalies) in memory as cached
-Relationship aggregates; everything that must be true of the whole store (event ids, the last seal
-instant) is read inside the sealing transaction, which holds the store's write lock. Several
-writers may share a store; if two ever append to the same stream, the loser of the race re-reads it
-and retries (``CONFLICT_RETRIES``).
+What sealing needs of a customer (``ledger.stream_head``: chain head, data key, facts for the
+anomaly rules) is stored as one row per customer, written with the events, and the writer caches
+at most ``cache_size`` of them (and of data keys): its memory does not grow with history, and a
+customer it has not cached costs one indexed read, however long their stream. Everything that must
+be true of the whole store (event ids, the last seal instant) is read inside the sealing
+transaction, which holds the store's write lock. Several writers may share a store; if two ever
+append to the same stream, the loser of the race re-reads it and retries (``CONFLICT_RETRIES``).
 """
 
 from __future__ import annotations
@@ -36,21 +37,20 @@ from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
 import orjson
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     Notification,
     OperationalError,
     PersistenceError,
-    StoredEvent,
     Tracking,
     Transcoder,
 )
 from eventsourcing.utils import Environment, EnvType
 
-from ledger.canonical import format_instant
-from ledger.chain import body_bytes, content_digest
+from ledger.canonical import format_instant, orjson_canonical
+from ledger.chain import content_digest, seal_hash
 from ledger.checkpoint import ORIGIN_PREFIX
 from ledger.contract import ValidEvent, erasure_event
 from ledger.errors import (
@@ -72,13 +72,24 @@ from ledger.recorders import (
     SourceMark,
     StoredRow,
 )
-from ledger.relationship import ERASED_TYPE, Relationship, relationship_id
+from ledger.relationship import (
+    ERASED_TYPE,
+    Relationship,
+    created_state,
+    relationship_id,
+    sealed_state,
+    stored_timestamp,
+)
 from ledger.settings import Settings
+from ledger.stream_head import StreamHead
 from ledger.transcoder import OrjsonTranscoder
 
 SEALED_TOPIC = Relationship.EventSealed.TOPIC
 CREATED_TOPIC = Relationship.Created.TOPIC
 CONFLICT_RETRIES = 3
+SCHEMA_VERSION = 2
+"""Version of the ledger's own tables: 2 added ``cxl_stream_heads`` (``ledger.migrations``)."""
+SCHEMA_VERSION_KEY = "schema_version"
 CONNECTION_RETRIES = 10
 REUSED_ID = "event_id reused with different content"
 
@@ -253,11 +264,12 @@ class LedgerStore:
         self,
         url: str,
         *,
-        cache_size: int = 200_000,
+        cache_size: int = 50_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         read_only: bool = False,
         personal: PersonalCipher | None = None,
         merkle: bool = True,
+        migrating: bool = False,
     ) -> None:
         """Open (and, unless ``read_only``, create) the store at ``url``.
 
@@ -267,6 +279,8 @@ class LedgerStore:
         that seals passes it (``cxl.store_access``). Without it personal fields are sealed as
         plaintext: only tests and the benchmark's baseline do that. ``merkle`` false seals without
         growing the Merkle tree: only the benchmark's baseline does that, in a store of its own.
+        A writer refuses a store whose own tables are at another schema version
+        (``ledger.migrations``) unless it is ``migrating`` them (``cxl store migrate``).
         """
         self.url = url
         self._clock = clock
@@ -284,13 +298,14 @@ class LedgerStore:
         except PersistenceError as exc:
             raise StoreError(f"cannot open the ledger store {_redact(url)}: {exc}") from exc
         self.recorder: LedgerRecorder = self._app.recorder  # type: ignore[assignment]
-        self._cache: OrderedDict[str, Relationship] = OrderedDict()
+        self._cache: OrderedDict[str, StreamHead] = OrderedDict()
         self._cache_size = cache_size
         if read_only:
             self._require_ledger_tables()
         self._check_plain_json()
         if not read_only:
-            had_tree = self._check_index_balance()
+            had_tree, sealed = self._check_index_balance()
+            self._check_schema(sealed, migrating)
             if self.recorder.ledger_id() is None:
                 if had_tree:
                     self.close()
@@ -308,7 +323,7 @@ class LedgerStore:
         if read_only:
             return cls(settings.store_url, read_only=True)
         settings.check_key_places()
-        store = cls(settings.store_url)
+        store = cls(settings.store_url, cache_size=settings.stream_cache)
         try:
             keys = KeyStore(
                 settings.key_store_path,
@@ -335,11 +350,38 @@ class LedgerStore:
                 "and CXL_KEK_FILE at that key store (or restore it from its backup)"
             )
 
-    def _check_index_balance(self) -> bool:
+    def _check_schema(self, sealed: int, migrating: bool) -> None:
+        """Write only into a store whose own tables are at this version's schema: a new store is
+        stamped with it; an older one must be migrated first (``cxl store migrate``), a newer
+        one was written by a newer cx-ledger."""
+        try:
+            recorded = self.recorder.ledger_meta().get(SCHEMA_VERSION_KEY)
+        except PersistenceError as exc:
+            raise StoreError(f"cannot read the ledger store {_redact(self.url)}: {exc}") from exc
+        version = 1 if recorded is None else int(recorded)
+        if recorded is None and not sealed:
+            self.recorder.set_meta(SCHEMA_VERSION_KEY, str(SCHEMA_VERSION))
+            return
+        if version == SCHEMA_VERSION or (migrating and version < SCHEMA_VERSION):
+            return
+        self.close()
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"the ledger store {_redact(self.url)} is at schema version {version}, this "
+                f"cx-ledger writes version {SCHEMA_VERSION}: run `cxl store migrate` first "
+                "(back the store up before, as for any migration)"
+            )
+        raise StoreError(
+            f"the ledger store {_redact(self.url)} is at schema version {version}, written by a "
+            f"newer cx-ledger (this one knows up to {SCHEMA_VERSION}); upgrade cx-ledger"
+        )
+
+    def _check_index_balance(self) -> tuple[bool, int]:
         """Refuse to write when the event-id index or the Merkle tree and the sealed events differ
         in size: dedupe reads that index (a deleted row would let an event be sealed twice), and
         the tree must cover every sealed event. A ledger sealed before the tree existed (a tree of
-        no leaves) gets its tree built here, once. Whether the store had a tree already."""
+        no leaves) gets its tree built here, once. Whether the store had a tree already, and how
+        many sealed events it holds."""
         try:
             sealed, indexed, leaves = self.recorder.index_balance()
         except PersistenceError as exc:
@@ -359,7 +401,7 @@ class LedgerStore:
             )
         if leaves == 0 and sealed and self._merkle:
             self._build_tree()
-        return leaves > 0
+        return leaves > 0, sealed
 
     def _build_tree(self) -> None:
         """Build the Merkle tree of a ledger sealed before there was one, in ledger order."""
@@ -512,8 +554,11 @@ class LedgerStore:
         before_commit: Callable[[SealReport], None] | None,
         mark: str | None,
     ) -> SealReport:
+        """One sealing transaction. Each event is canonicalised once (at validation), its personal
+        fields sealed once, hashed once, and its stored row written from those same bytes; every
+        table is written with one statement per batch."""
         report = SealReport()
-        touched: dict[str, Relationship] = {}
+        touched: dict[str, StreamHead] = {}
         erased = (
             set()
             if self._personal is None
@@ -526,22 +571,33 @@ class LedgerStore:
                     return report
                 at = self._seal_instant(tx)
                 recorded_at = format_instant(at)
+                timestamp = stored_timestamp(at)
                 known = tx.known_events(list({e.event_id for e in events}))
-                self._load_missing(tx, {e.customer_id for e in events})
-                if self._personal is not None:
-                    self._personal.provide(self._streams_needing_keys(events, erased))
+                heads = self._heads(tx, {e.customer_id for e in events})
+                personal = self._personal
+                if personal is not None:
+                    personal.provide(self._streams_needing_keys(events, heads, erased))
+                rows: list[tuple[UUID, int, str, bytes]] = []
                 id_rows: list[tuple[str, str, str]] = []
+                sealed_hashes: list[str] = []
+                anomalies = report.anomalies
                 for event in events:
-                    cached = touched.get(event.customer_id) or self._cache.get(event.customer_id)
-                    if (cached is not None and cached.erased) or (
-                        event.customer_id in erased and event.type != ERASED_TYPE
+                    customer_id = event.customer_id
+                    head = touched.get(customer_id) or heads.get(customer_id)
+                    if (head is not None and head.erased) or (
+                        customer_id in erased and event.type != ERASED_TYPE
                     ):
                         report.erased += 1
                         continue
-                    if self._personal is None:
-                        canonical, digest = body_bytes(event.body), None
+                    kid = None
+                    if personal is None:
+                        canonical, digest = event.canonical, None
                     else:
-                        canonical, digest = self._personal.seal_fields(event.body)
+                        canonical, digest = personal.seal_fields(
+                            event.body, event.encode, event.canonical
+                        )
+                        if digest is not None:
+                            kid = personal.keys.cached(customer_id).kid
                     digest = digest or content_digest(canonical)
                     seen = known.get(event.event_id)
                     if seen is not None:
@@ -550,58 +606,80 @@ class LedgerStore:
                         else:
                             report.rejected.append(Rejection(event, REUSED_ID))
                         continue
-                    known[event.event_id] = KnownEvent(event.customer_id, digest)
-                    relationship = touched.get(event.customer_id)
-                    if relationship is None:
-                        relationship = self._cache.get(event.customer_id) or Relationship.open(
-                            event.customer_id, at
+                    known[event.event_id] = KnownEvent(customer_id, digest)
+                    stream = relationship_id(customer_id)
+                    if head is None:
+                        head = StreamHead(customer_id)
+                        rows.append(
+                            (stream, 1, CREATED_TOPIC, created_state(customer_id, timestamp))
                         )
-                        touched[event.customer_id] = relationship
-                    # Stored with its keys in canonical order, so that verify can rebuild the
-                    # stored bytes exactly from the hashed content.
-                    stored_body = orjson.loads(canonical)
-                    result = relationship.seal(stored_body, canonical, recorded_at, at)
-                    id_rows.append((event.event_id, event.customer_id, digest))
+                    touched[customer_id] = head
+                    for name in head.anomalies_of(event.body):
+                        anomalies[name] = anomalies.get(name, 0) + 1
+                    seq = head.seq + 1
+                    hash_ = seal_hash(head.hash, canonical, seq, recorded_at)
+                    # Stored as orjson writes the canonical body, so that verify can rebuild the
+                    # stored bytes exactly from the hashed content; the same bytes, except for
+                    # the rare body orjson cannot write canonically.
+                    stored_body = (
+                        canonical
+                        if event.encode is orjson_canonical
+                        else orjson.dumps(orjson.loads(canonical))
+                    )
+                    rows.append(
+                        (
+                            stream,
+                            seq + 1,
+                            SEALED_TOPIC,
+                            sealed_state(
+                                stored_body,
+                                event.event_id,
+                                seq,
+                                head.hash,
+                                hash_,
+                                recorded_at,
+                                timestamp,
+                            ),
+                        )
+                    )
+                    head.note(event.body, seq, hash_, kid)
+                    sealed_hashes.append(hash_)
+                    id_rows.append((event.event_id, customer_id, digest))
                     report.sealed += 1
-                    for name in result.anomalies:
-                        report.anomalies[name] = report.anomalies.get(name, 0) + 1
                 if before_commit is not None:
                     before_commit(report)
-                to_stored = self._app.mapper.to_stored_event
-                domain = [e for r in touched.values() for e in r.collect_events()]
-                stored = [to_stored(e) for e in domain]
-                if stored or tracking is not None:
+                if rows or tracking is not None:
                     mark_row = (
                         None
                         if tracking is None
                         else (tracking.application_name, tracking.notification_id, mark or "")
                     )
-                    tree = (
-                        _grown_tree(
-                            tx, [e.hash for e in domain if isinstance(e, Relationship.EventSealed)]
-                        )
-                        if self._merkle
-                        else []
-                    )
+                    tree = _grown_tree(tx, sealed_hashes) if self._merkle else []
                     tx.insert(
-                        stored, tracking=tracking, event_ids=id_rows, mark=mark_row, tree=tree
+                        rows,
+                        tracking=tracking,
+                        event_ids=id_rows,
+                        mark=mark_row,
+                        tree=tree,
+                        heads=list(touched.values()),
                     )
         except PersistenceError as exc:
-            self._evict(touched)
+            self._forget_heads(touched)
             if isinstance(exc, IntegrityError | OperationalError | InterfaceError):
                 raise
             raise StoreError(
                 f"could not write the ledger store {_redact(self.url)}: {exc}"
             ) from exc
         except BaseException:
-            self._evict(touched)
+            self._forget_heads(touched)
             raise
-        for customer_id, relationship in touched.items():
-            self._remember(customer_id, relationship)
+        for customer_id, head in touched.items():
+            self._remember(customer_id, head)
+        self._trim()
         return report
 
     def _streams_needing_keys(
-        self, events: list[ValidEvent], erased: set[str]
+        self, events: list[ValidEvent], heads: dict[str, StreamHead], erased: set[str]
     ) -> dict[str, str | None]:
         """Each customer with a personal value to seal, and the key id its stream holds."""
         streams: dict[str, str | None] = {}
@@ -613,9 +691,9 @@ class LedgerStore:
                 or not PersonalCipher.has_personal_value(event.body)
             ):
                 continue
-            relationship = self._cache.get(customer_id)
-            if relationship is None or not relationship.erased:
-                streams[customer_id] = None if relationship is None else relationship.kid
+            head = heads.get(customer_id)
+            if head is None or not head.erased:
+                streams[customer_id] = None if head is None else head.kid
         return streams
 
     def forget(self, customer_id: str, reason: str) -> Forgetting:
@@ -630,14 +708,14 @@ class LedgerStore:
         """
         personal = self._require_personal()
         event = erasure_event(customer_id, reason, self._clock())
-        try:
-            relationship: Relationship = self._app.repository.get(relationship_id(customer_id))
-        except AggregateNotFoundError:
-            raise StoreError(f"the ledger holds no customer {customer_id!r}") from None
-        personal.check_stream(customer_id, relationship.kid)
+        with self.recorder.sealing() as tx:
+            head = self._heads(tx, {customer_id}).get(customer_id)
+        if head is None:
+            raise StoreError(f"the ledger holds no customer {customer_id!r}")
+        personal.check_stream(customer_id, head.kid)
         kid = personal.keys.erase(customer_id)
         try:
-            sealed = not relationship.erased and self.seal([event]).sealed == 1
+            sealed = not head.erased and self.seal([event]).sealed == 1
         except CxlError as exc:
             raise ErasureIncompleteError(customer_id, exc) from exc
         return Forgetting(kid, sealed)
@@ -655,38 +733,30 @@ class LedgerStore:
         """Record a source position with nothing to seal (e.g. a batch of rejects only)."""
         self.seal((), tracking, mark=mark)
 
-    def _remember(self, customer_id: str, relationship: Relationship) -> None:
-        self._cache[customer_id] = relationship
+    def _remember(self, customer_id: str, head: StreamHead) -> None:
+        self._cache[customer_id] = head
         self._cache.move_to_end(customer_id)
-        if len(self._cache) > self._cache_size:
+
+    def _trim(self) -> None:
+        """Keep at most ``cache_size`` heads (and data keys): least recently sealed go first."""
+        while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+        if self._personal is not None:
+            self._personal.keys.trim(self._cache_size)
 
-    def _load_missing(self, tx: SealingTransaction, customer_ids: set[str]) -> None:
-        """Load the streams of uncached customers in one query per 500, inside the transaction."""
-        missing = {relationship_id(c): c for c in customer_ids if c not in self._cache}
-        if not missing:
-            return
-        streams: dict[UUID, list[StoredEvent]] = {}
-        for stored in tx.streams(list(missing)):
-            streams.setdefault(stored.originator_id, []).append(stored)  # type: ignore[arg-type]
-        for rid, stored_events in streams.items():
-            versions = [s.originator_version for s in stored_events]
-            if stored_events[0].topic != CREATED_TOPIC or versions != list(
-                range(1, len(versions) + 1)
-            ):
-                raise StoreError(
-                    f"the stream of customer {missing[rid]!r} in {_redact(self.url)} does not "
-                    "start with its creation event or has gaps; run `cxl verify`"
-                )
-            relationship: Any = None
-            for stored in stored_events:
-                event: Any = self._app.mapper.to_domain_event(stored)
-                relationship = event.mutate(relationship)
-            self._remember(missing[rid], relationship)
-
-    def _evict(self, relationships: dict[str, Relationship]) -> None:
-        for customer_id in relationships:
+    def _forget_heads(self, heads: dict[str, StreamHead]) -> None:
+        """Drop heads a failed transaction advanced: they are read again from the store."""
+        for customer_id in heads:
             self._cache.pop(customer_id, None)
+
+    def _heads(self, tx: SealingTransaction, customer_ids: set[str]) -> dict[str, StreamHead]:
+        """The heads of these customers' streams (absent: no stream yet), from the cache or,
+        for the others, their stored rows, read inside the transaction."""
+        found = {c: h for c in customer_ids if (h := self._cache.get(c)) is not None}
+        missing = [c for c in customer_ids if c not in found]
+        if missing:
+            found.update(tx.heads(missing))
+        return found
 
     # -- positions -----------------------------------------------------------------------------
 
@@ -730,6 +800,13 @@ class LedgerStore:
         while rows := self.recorder.rows(start, page):
             yield rows
             start = rows[-1].position + 1
+
+    def stream_head_rows(self, *, page: int = 10_000) -> Iterator[list[tuple[str, int, str, str]]]:
+        """The stored stream heads, (customer_id, seq, hash, facts) in pages."""
+        after = ""
+        while rows := self.recorder.stream_head_rows(after, page):
+            yield rows
+            after = rows[-1][0]
 
     def event_id_rows(self, *, page: int = 10_000) -> Iterator[list[tuple[str, str, str]]]:
         """The event-id index, (event_id, customer_id, digest) in pages."""

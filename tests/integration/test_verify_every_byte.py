@@ -216,14 +216,29 @@ def test_cli_verify_reports_a_deleted_creation_row_in_one_line(tmp_path: Path) -
     assert "no creation row" in result.stderr
 
 
-def test_ingest_into_a_stream_missing_its_creation_row_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE cxl_stream_heads SET seq = seq + 1",
+        "UPDATE cxl_stream_heads SET facts = replace(facts, '\"erased\":false', '\"erased\":true')",
+        "DELETE FROM cxl_stream_heads",
+        "INSERT INTO cxl_stream_heads VALUES ('nobody', 1, 'x', '{}')",
+    ],
+    ids=["seq", "facts", "deleted", "added"],
+)
+def test_verify_catches_any_edit_of_the_stored_stream_heads(tmp_path: Path, edit: str) -> None:
+    """A writer seals a customer's next event from their stored head, so every head row is
+    accounted for: it must be what the customer's sealed events fold to."""
     path = tmp_path / "l.sqlite"
     _sealed_store(path)
     with sqlite3.connect(path) as conn:
-        conn.execute("DELETE FROM stored_events WHERE rowid = 1")
-    with LedgerStore(str(path)) as store, pytest.raises(CxlError) as caught:
-        store.seal([valid("promise.kept", customer_id="c1", promise_id="p1")])
-    assert "creation event" in str(caught.value)
+        conn.execute(edit)
+    with (
+        LedgerStore(str(path), read_only=True) as store,
+        pytest.raises(LedgerTamperedError) as caught,
+    ):
+        verify_chains(store)
+    assert "stream heads" in str(caught.value)
 
 
 def test_a_writer_refuses_a_store_whose_event_id_index_lost_rows(tmp_path: Path) -> None:

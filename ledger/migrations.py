@@ -1,0 +1,82 @@
+"""Migrations of the ledger's own tables, run by ``cxl store migrate``.
+
+The store records the version of its own tables (``schema_version`` in ``cxl_ledger``); a writer
+refuses any other version (``LedgerStore``), so that no process writes into tables it does not
+know. Each migration is idempotent — a rerun after a crash finishes the job — and the version is
+recorded only once its migration is complete. The event store's own tables (``stored_events``,
+``tracking``) belong to eventsourcing, which migrates them itself.
+
+- **2** — ``cxl_stream_heads``: each customer's stream head, folded from their sealed events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+
+from ledger.errors import StoreError
+from ledger.store import (
+    CREATED_TOPIC,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    SEALED_TOPIC,
+    LedgerStore,
+)
+from ledger.stream_head import StreamHead
+
+Progress = Callable[[str], None]
+_WRITE_CHUNK = 5000
+
+
+def _fill_stream_heads(store: LedgerStore, progress: Progress) -> None:
+    """Fold every stream once, in ledger order, and store its head (an upsert: idempotent)."""
+    heads: dict[str, StreamHead] = {}
+    read = 0
+    for page in store.rows():
+        for row in page:
+            state = orjson.loads(row.state)
+            if row.topic == CREATED_TOPIC:
+                heads[row.originator_id] = StreamHead(state["customer_id"])
+            elif row.topic == SEALED_TOPIC:
+                head = heads.get(row.originator_id)
+                if head is None:
+                    raise StoreError(
+                        f"ledger position {row.position}: a sealed event before its stream's "
+                        "creation row; run `cxl verify`"
+                    )
+                head.note(state["body"], state["seq"], state["hash"])
+        read += len(page)
+        progress(f"stream heads: {read:,} rows read, {len(heads):,} customers")
+    ordered = list(heads.values())
+    for start in range(0, len(ordered), _WRITE_CHUNK):
+        with store.recorder.sealing() as tx:
+            tx.insert(
+                [],
+                tracking=None,
+                event_ids=[],
+                mark=None,
+                heads=ordered[start : start + _WRITE_CHUNK],
+            )
+        progress(f"stream heads: {min(start + _WRITE_CHUNK, len(ordered)):,} written")
+
+
+MIGRATIONS: dict[int, tuple[str, Callable[[LedgerStore, Progress], None]]] = {
+    2: ("stream heads (cxl_stream_heads)", _fill_stream_heads),
+}
+
+
+def schema_version(store: LedgerStore) -> int:
+    """The version the store's own tables are at (1: before versions were recorded)."""
+    return int(store.recorder.ledger_meta().get(SCHEMA_VERSION_KEY, "1"))
+
+
+def migrate(store: LedgerStore, progress: Progress = lambda _: None) -> list[str]:
+    """Bring the store's own tables to ``SCHEMA_VERSION``; the migrations applied, by name."""
+    applied: list[str] = []
+    for version in range(schema_version(store) + 1, SCHEMA_VERSION + 1):
+        name, run = MIGRATIONS[version]
+        run(store, progress)
+        store.recorder.set_meta(SCHEMA_VERSION_KEY, str(version), replace=True)
+        applied.append(f"{version}: {name}")
+    return applied
