@@ -162,41 +162,7 @@ class SealingTransaction:
 
     def heads(self, customer_ids: Sequence[str]) -> dict[str, StreamHead]:
         """The stored heads of those customers that have a stream (one query per 500)."""
-        found: dict[str, StreamHead] = {}
-        for start in range(0, len(customer_ids), 500):
-            chunk = list(customer_ids[start : start + 500])
-            marks = ",".join([self._p] * len(chunk))
-            self._cursor.execute(
-                f"SELECT customer_id, seq, hash, facts FROM {self._heads} "
-                f"WHERE customer_id IN ({marks})",
-                chunk,
-            )
-            for row in self._cursor.fetchall():
-                found[row["customer_id"]] = StreamHead.stored(
-                    row["customer_id"], int(row["seq"]), row["hash"], row["facts"]
-                )
-        return found
-
-    def streams(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
-        stored: list[StoredEvent] = []
-        for start in range(0, len(originator_ids), 500):
-            chunk = [self._recorder.id_param(i) for i in originator_ids[start : start + 500]]
-            marks = ",".join([self._p] * len(chunk))
-            self._cursor.execute(
-                f"SELECT originator_id, originator_version, topic, state FROM {self._events} "
-                f"WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
-                chunk,
-            )
-            stored += [
-                StoredEvent(
-                    originator_id=UUID(str(r["originator_id"])),
-                    originator_version=r["originator_version"],
-                    topic=r["topic"],
-                    state=bytes(r["state"]),
-                )
-                for r in self._cursor.fetchall()
-            ]
-        return stored
+        return select_heads(self._cursor, self._recorder, customer_ids)
 
     def insert(
         self,
@@ -246,6 +212,23 @@ class SealingTransaction:
                 "position = excluded.position, fingerprint = excluded.fingerprint",
                 list(mark),
             )
+
+
+def select_heads(cursor: Any, recorder: Any, customer_ids: Sequence[str]) -> dict[str, StreamHead]:
+    found: dict[str, StreamHead] = {}
+    table = recorder.qualified(STREAM_HEADS)
+    for start in range(0, len(customer_ids), 500):
+        chunk = list(customer_ids[start : start + 500])
+        marks = ",".join([recorder.param] * len(chunk))
+        cursor.execute(
+            f"SELECT customer_id, seq, hash, facts FROM {table} WHERE customer_id IN ({marks})",
+            chunk,
+        )
+        for row in cursor.fetchall():
+            found[row["customer_id"]] = StreamHead.stored(
+                row["customer_id"], int(row["seq"]), row["hash"], row["facts"]
+            )
+    return found
 
 
 LEDGER_META = "cxl_ledger"
@@ -358,6 +341,11 @@ class _LedgerCounts:
                 f"VALUES ({self.param}, {self.param}) ON CONFLICT (name) {action}",
                 [name, value],
             )
+
+    def stream_heads(self, customer_ids: Sequence[str]) -> dict[str, StreamHead]:
+        """The stored heads of these customers, read outside any sealing transaction."""
+        with self.datastore.transaction(commit=False) as c:
+            return select_heads(c, self, customer_ids)
 
     def customer_of(self, event_id: str) -> str | None:
         """The customer of a sealed event (from the event-id index), or None."""

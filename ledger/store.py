@@ -154,6 +154,15 @@ class SealReport:
             self.anomalies[name] = self.anomalies.get(name, 0) + count
 
 
+@dataclass
+class _SealedForms:
+    """What ``LedgerStore._sealed_forms`` prepared for a batch: per event, (bytes to seal, dedupe
+    digest, data key id or None), or None for an erased customer's event; the erased customers."""
+
+    sealed: list[tuple[bytes, str, str | None] | None] = field(default_factory=list)
+    erased: set[str] = field(default_factory=set)
+
+
 @dataclass(frozen=True, slots=True)
 class SealedEvent:
     """One sealed event as read back from the notification log."""
@@ -523,10 +532,11 @@ class LedgerStore:
         a dead letter but never lose one.
         """
         events = list(events)
+        forms = self._sealed_forms(events)
         conflicts = 0
         for attempt in range(1, CONNECTION_RETRIES + 1):
             try:
-                return self._seal_once(events, tracking, before_commit, mark)
+                return self._seal_once(events, forms, tracking, before_commit, mark)
             except IntegrityError as exc:
                 # Another writer appended to one of these streams first (a second ingest worker
                 # given a customer's events on another partition). The touched aggregates were
@@ -547,9 +557,55 @@ class LedgerStore:
                 time.sleep(min(2.0, 0.1 * 2**attempt))
         raise AssertionError("unreachable")
 
+    def _sealed_forms(self, events: list[ValidEvent]) -> _SealedForms:
+        """Each event's bytes as they will be sealed (personal fields encrypted with its
+        customer's data key, made and committed in the key store first), its dedupe digest and
+        key id; and which customers are erased. Done before the store's write lock is taken, so
+        that another writer seals meanwhile."""
+        forms = _SealedForms()
+        personal = self._personal
+        if personal is None:
+            forms.sealed = [(e.canonical, content_digest(e.canonical), None) for e in events]
+            return forms
+        customers = {e.customer_id for e in events}
+        forms.erased = personal.erased_among(customers)
+        needing = {
+            e.customer_id
+            for e in events
+            if e.customer_id not in forms.erased and PersonalCipher.has_personal_value(e.body)
+        }
+        if needing:
+            heads = self._known_heads(needing)
+            streams: dict[str, str | None] = {}
+            for customer_id in needing:
+                head = heads.get(customer_id)
+                if head is None or not head.erased:
+                    streams[customer_id] = None if head is None else head.kid
+            personal.provide(streams)
+        keys = personal.keys
+        for event in events:
+            if event.customer_id in forms.erased and event.type != ERASED_TYPE:
+                forms.sealed.append(None)
+                continue
+            canonical, digest = personal.seal_fields(event.body, event.encode, event.canonical)
+            if digest is None:
+                forms.sealed.append((canonical, content_digest(canonical), None))
+            else:
+                forms.sealed.append((canonical, digest, keys.cached(event.customer_id).kid))
+        return forms
+
+    def _known_heads(self, customer_ids: set[str]) -> dict[str, StreamHead]:
+        """Heads from the cache, or read (not cached: the sealing transaction reads its own)."""
+        found = {c: h for c in customer_ids if (h := self._cache.get(c)) is not None}
+        missing = [c for c in customer_ids if c not in found]
+        if missing:
+            found.update(self.recorder.stream_heads(missing))
+        return found
+
     def _seal_once(
         self,
         events: list[ValidEvent],
+        forms: _SealedForms,
         tracking: Tracking | None,
         before_commit: Callable[[SealReport], None] | None,
         mark: str | None,
@@ -559,11 +615,7 @@ class LedgerStore:
         table is written with one statement per batch."""
         report = SealReport()
         touched: dict[str, StreamHead] = {}
-        erased = (
-            set()
-            if self._personal is None
-            else self._personal.erased_among({e.customer_id for e in events})
-        )
+        stream_ids: dict[str, UUID] = {}
         try:
             with self.recorder.sealing() as tx:
                 if tracking is not None and tx.has_tracking(tracking):
@@ -574,31 +626,19 @@ class LedgerStore:
                 timestamp = stored_timestamp(at)
                 known = tx.known_events(list({e.event_id for e in events}))
                 heads = self._heads(tx, {e.customer_id for e in events})
-                personal = self._personal
-                if personal is not None:
-                    personal.provide(self._streams_needing_keys(events, heads, erased))
                 rows: list[tuple[UUID, int, str, bytes]] = []
                 id_rows: list[tuple[str, str, str]] = []
                 sealed_hashes: list[str] = []
                 anomalies = report.anomalies
-                for event in events:
+                for event, form in zip(events, forms.sealed, strict=True):
                     customer_id = event.customer_id
                     head = touched.get(customer_id) or heads.get(customer_id)
-                    if (head is not None and head.erased) or (
-                        customer_id in erased and event.type != ERASED_TYPE
-                    ):
+                    if form is None or (head is not None and head.erased):
                         report.erased += 1
                         continue
-                    kid = None
-                    if personal is None:
-                        canonical, digest = event.canonical, None
-                    else:
-                        canonical, digest = personal.seal_fields(
-                            event.body, event.encode, event.canonical
-                        )
-                        if digest is not None:
-                            kid = personal.keys.cached(customer_id).kid
-                    digest = digest or content_digest(canonical)
+                    canonical, digest, kid = form
+                    if kid is not None and head is not None and head.kid not in (None, kid):
+                        self._require_personal().check_stream(customer_id, head.kid)
                     seen = known.get(event.event_id)
                     if seen is not None:
                         if seen.digest == digest:
@@ -607,7 +647,9 @@ class LedgerStore:
                             report.rejected.append(Rejection(event, REUSED_ID))
                         continue
                     known[event.event_id] = KnownEvent(customer_id, digest)
-                    stream = relationship_id(customer_id)
+                    stream = stream_ids.get(customer_id)
+                    if stream is None:
+                        stream = stream_ids[customer_id] = relationship_id(customer_id)
                     if head is None:
                         head = StreamHead(customer_id)
                         rows.append(
@@ -677,24 +719,6 @@ class LedgerStore:
             self._remember(customer_id, head)
         self._trim()
         return report
-
-    def _streams_needing_keys(
-        self, events: list[ValidEvent], heads: dict[str, StreamHead], erased: set[str]
-    ) -> dict[str, str | None]:
-        """Each customer with a personal value to seal, and the key id its stream holds."""
-        streams: dict[str, str | None] = {}
-        for event in events:
-            customer_id = event.customer_id
-            if (
-                customer_id in streams
-                or customer_id in erased
-                or not PersonalCipher.has_personal_value(event.body)
-            ):
-                continue
-            head = heads.get(customer_id)
-            if head is None or not head.erased:
-                streams[customer_id] = None if head is None else head.kid
-        return streams
 
     def forget(self, customer_id: str, reason: str) -> Forgetting:
         """Erase ``customer_id``: destroy their data key, then seal ``customer.erased``.
