@@ -111,6 +111,26 @@ def root(
             "[env CXL_STREAM_CACHE]."
         ),
     ] = None,
+    store_pool_size: Annotated[
+        int | None,
+        typer.Option(
+            help="PostgreSQL connections per process to the store [env CXL_STORE_POOL_SIZE]."
+        ),
+    ] = None,
+    store_statement_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Longest a PostgreSQL store statement may run, lock waits included "
+            "[env CXL_STORE_STATEMENT_TIMEOUT_S]."
+        ),
+    ] = None,
+    store_connect_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds connecting to a PostgreSQL store may take "
+            "[env CXL_STORE_CONNECT_TIMEOUT_S]."
+        ),
+    ] = None,
     kafka_timeout: Annotated[
         float | None,
         typer.Option(help="Seconds any Kafka call may take [env CXL_KAFKA_TIMEOUT_S]."),
@@ -225,6 +245,9 @@ def root(
             batch_size=batch_size,
             ingest_workers=workers,
             stream_cache=stream_cache,
+            store_pool_size=store_pool_size,
+            store_statement_timeout_s=store_statement_timeout,
+            store_connect_timeout_s=store_connect_timeout,
             kafka_timeout_s=kafka_timeout,
             checkpoint_key=checkpoint_key,
             checkpoint_every=checkpoint_every,

@@ -145,6 +145,7 @@ class PersonalCipher:
         key = self.keys.cached(body["customer_id"])
         event_id = body["event_id"]
         sealed_data = dict(data)
+        aead = key.aead
         nonces = os.urandom(NONCE_BYTES * len(present))
         for number, name in enumerate(present):
             aad = _aad(event_id, f"data.{name}")
@@ -155,7 +156,7 @@ class PersonalCipher:
                 SEALED_MARK: ALGORITHM,
                 "kid": key.kid,
                 "iv": _b64(nonce),
-                "ct": _b64(key.aead.encrypt(nonce, text, aad)),
+                "ct": _b64(aead.encrypt(nonce, text, aad)),
                 "mac": _b64(mac),
             }
         sealed = encode({**body, "data": sealed_data})

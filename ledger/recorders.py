@@ -259,7 +259,9 @@ SQLITE_LEDGER_TABLES = ("stored_events", "tracking", "cxl_event_ids", "cxl_sourc
 
 class _LedgerCounts:
     """Whole-table reads: recorded positions and marks for ``cxl verify`` to pair up, and the
-    sizes of the event-id index and of the sealed events, which a writer checks on opening."""
+    sizes of the event-id index and of the sealed events, which a writer checks on opening.
+    Each one is retried after a lost connection (a restarted server, a terminated session), as
+    the library's own reads are."""
 
     datastore: Any
     tracking_table_name: str
@@ -273,6 +275,7 @@ class _LedgerCounts:
     def qualified(self, table: str) -> str:
         raise NotImplementedError
 
+    @_reconnecting
     def positions(self) -> dict[str, int]:
         """Each tracked source's recorded position (the library's own rows left out)."""
         with self.datastore.transaction(commit=False) as c:
@@ -288,6 +291,7 @@ class _LedgerCounts:
             if not r["application_name"].startswith("__")
         }
 
+    @_reconnecting
     def index_balance(self) -> tuple[int, int, int]:
         """(sealed events, event-id index rows, Merkle tree leaves), read in one statement (one
         snapshot, while other writers seal): all equal in a ledger nobody edited."""
@@ -301,6 +305,7 @@ class _LedgerCounts:
             row = c.fetchone()
             return int(row["sealed"]), int(row["indexed"]), int(row["leaves"])
 
+    @_reconnecting
     def holds_sealed_fields(self) -> bool:
         """Whether any sealed event holds an encrypted personal field (a whole-table scan: asked
         only when a key store is about to be started)."""
@@ -312,12 +317,14 @@ class _LedgerCounts:
             )
             return c.fetchone() is not None
 
+    @_reconnecting
     def ledger_meta(self) -> dict[str, str]:
         """Every row of the ledger's own settings table (``verify`` accounts for each)."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT name, value FROM {self.qualified(LEDGER_META)}")
             return {r["name"]: r["value"] for r in c.fetchall()}
 
+    @_reconnecting
     def ledger_id(self, *, create: bool = False) -> str | None:
         """This ledger's random identity (it names the ledger in its checkpoints), made by the
         first writer; None when no writer of this version opened the store yet."""
@@ -332,6 +339,7 @@ class _LedgerCounts:
             rows = {r["name"]: r["value"] for r in c.fetchall()}
         return rows.get("ledger_id")
 
+    @_reconnecting
     def set_meta(self, name: str, value: str, *, replace: bool = False) -> None:
         """Record one of the ledger's own settings (``replace``: over an existing value)."""
         action = "DO UPDATE SET value = excluded.value" if replace else "DO NOTHING"
@@ -342,11 +350,13 @@ class _LedgerCounts:
                 [name, value],
             )
 
+    @_reconnecting
     def stream_heads(self, customer_ids: Sequence[str]) -> dict[str, StreamHead]:
         """The stored heads of these customers, read outside any sealing transaction."""
         with self.datastore.transaction(commit=False) as c:
             return select_heads(c, self, customer_ids)
 
+    @_reconnecting
     def customer_of(self, event_id: str) -> str | None:
         """The customer of a sealed event (from the event-id index), or None."""
         with self.datastore.transaction(commit=False) as c:
@@ -358,6 +368,7 @@ class _LedgerCounts:
             row = c.fetchone()
         return None if row is None else str(row["customer_id"])
 
+    @_reconnecting
     def sealed_through(self, position: int) -> int:
         """How many sealed events lie at or before ledger ``position``."""
         with self.datastore.transaction(commit=False) as c:
@@ -368,6 +379,7 @@ class _LedgerCounts:
             )
             return int(c.fetchone()["n"])
 
+    @_reconnecting
     def tree_size(self) -> int:
         """Leaves in the Merkle tree (sealed events it covers)."""
         with self.datastore.transaction(commit=False) as c:
@@ -375,6 +387,7 @@ class _LedgerCounts:
             row = c.fetchone()
         return 0 if row is None or row["last"] is None else int(row["last"]) + 1
 
+    @_reconnecting
     def tree_hash(self, level: int, index: int) -> bytes | None:
         """The stored hash of full subtree (``level``, ``index``); level 0 is a leaf."""
         with self.datastore.transaction(commit=False) as c:
@@ -392,6 +405,7 @@ class _LedgerCounts:
             row = c.fetchone()
         return None if row is None else bytes.fromhex(row["hash"])
 
+    @_reconnecting
     def position_of(self, customer_id: str, version: int) -> int | None:
         """The ledger position of stream version ``version`` of a customer's relationship."""
         with self.datastore.transaction(commit=False) as c:
@@ -407,6 +421,7 @@ class _LedgerCounts:
     def id_param(self, originator_id: UUID) -> Any:
         raise NotImplementedError
 
+    @_reconnecting
     def tree_rows(self, level: int, start: int, limit: int) -> list[tuple[int, str]]:
         """Stored tree rows of ``level`` (0: the leaves) from index ``start``, in order:
         (index, hash)."""
@@ -426,12 +441,14 @@ class _LedgerCounts:
                 )
             return [(int(r["idx"]), r["hash"]) for r in c.fetchall()]
 
+    @_reconnecting
     def tree_levels(self) -> list[int]:
         """The levels above the leaves that hold any node (verify checks each of them)."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT DISTINCT level FROM {self.qualified(TREE_NODES)}")
             return sorted(int(r["level"]) for r in c.fetchall())
 
+    @_reconnecting
     def source_marks(self) -> dict[str, SourceMark]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(

@@ -145,6 +145,28 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         default=5000, ge=1, le=1_000_000, description="Records per sealing transaction."
     )
+    store_pool_size: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="PostgreSQL connections each process keeps open to the ledger store (up to "
+        "10 more while it is busier).",
+    )
+    store_statement_timeout_s: float = Field(
+        default=60.0,
+        ge=0.1,
+        le=3600,
+        allow_inf_nan=False,
+        description="Longest a PostgreSQL statement of the ledger store may run, lock waits "
+        "included, before it fails (a write is then retried, as after a lost connection).",
+    )
+    store_connect_timeout_s: float = Field(
+        default=5.0,
+        ge=1,
+        le=600,
+        allow_inf_nan=False,
+        description="Seconds connecting to the PostgreSQL ledger store may take.",
+    )
     stream_cache: int = Field(
         default=50_000,
         ge=1,

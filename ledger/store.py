@@ -64,6 +64,7 @@ from ledger.errors import (
 from ledger.keys import KeyStore
 from ledger.merkle import TreeBuilder, leaf_hash, subtree_root
 from ledger.personal import PersonalCipher
+from ledger.postgres_factory import STATEMENT_TIMEOUT_MS
 from ledger.recorders import (
     SQLITE_LEDGER_TABLES,
     KnownEvent,
@@ -87,6 +88,7 @@ from ledger.transcoder import OrjsonTranscoder
 SEALED_TOPIC = Relationship.EventSealed.TOPIC
 CREATED_TOPIC = Relationship.Created.TOPIC
 CONFLICT_RETRIES = 3
+SQLITE_MODULE = "eventsourcing.sqlite"
 SCHEMA_VERSION = 2
 """Version of the ledger's own tables: 2 added ``cxl_stream_heads`` (``ledger.migrations``)."""
 SCHEMA_VERSION_KEY = "schema_version"
@@ -219,7 +221,20 @@ def _require_sqlite_ledger(path: Path) -> None:
         )
 
 
-def _environment(url: str, create: bool = True) -> dict[str, str]:
+@dataclass(frozen=True)
+class StoreTuning:
+    """How a process uses a PostgreSQL store (``CXL_STORE_*``; SQLite ignores it): connections
+    kept per process, the longest a statement may run (lock waits included) before it fails —
+    a write is then retried, as after a lost connection — and how long connecting may take."""
+
+    pool_size: int = 2
+    statement_timeout_s: float = 60.0
+    connect_timeout_s: float = 5.0
+
+
+def _environment(
+    url: str, create: bool = True, tuning: StoreTuning = StoreTuning()
+) -> dict[str, str]:
     if url.startswith(("postgresql://", "postgres://")):
         parts = urlparse(url)
         dbname = parts.path.lstrip("/")
@@ -228,14 +243,19 @@ def _environment(url: str, create: bool = True) -> dict[str, str]:
                 f"CXL_STORE {url!r} names no database (postgresql://user@host:port/db)"
             )
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": "ledger.postgres_factory:LedgerPostgresFactory",
             "PROCESS_RECORDER_TOPIC": "ledger.recorders:PostgresLedgerRecorder",
             "POSTGRES_DBNAME": unquote(dbname),
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(parts.port or 5432),
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
-            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_CONNECT_TIMEOUT": str(max(1, round(tuning.connect_timeout_s))),
+            "POSTGRES_POOL_SIZE": str(tuning.pool_size),
+            # A connection the server dropped (restart, pg_terminate_backend) is replaced when
+            # it is next taken from the pool, not found dead by the next statement.
+            "POSTGRES_PRE_PING": "y",
+            STATEMENT_TIMEOUT_MS: str(round(tuning.statement_timeout_s * 1000)),
             # DESIGN.md: with db functions on, tracking rows are silently not written.
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         }
@@ -258,7 +278,7 @@ def _environment(url: str, create: bool = True) -> dict[str, str]:
     # Several ingest workers may share one SQLite file: a writer waits for the lock (seconds at
     # most, each transaction being one batch) rather than failing at once.
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "PERSISTENCE_MODULE": SQLITE_MODULE,
         "PROCESS_RECORDER_TOPIC": "ledger.recorders:SQLiteLedgerRecorder",
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": "60",
@@ -279,6 +299,7 @@ class LedgerStore:
         personal: PersonalCipher | None = None,
         merkle: bool = True,
         migrating: bool = False,
+        tuning: StoreTuning = StoreTuning(),
     ) -> None:
         """Open (and, unless ``read_only``, create) the store at ``url``.
 
@@ -295,10 +316,10 @@ class LedgerStore:
         self._clock = clock
         self._personal = personal
         self._merkle = merkle
-        env = _environment(url, create=not read_only)
+        env = _environment(url, create=not read_only, tuning=tuning)
         try:
             if read_only:
-                if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
+                if env["PERSISTENCE_MODULE"] == SQLITE_MODULE:
                     _require_sqlite_ledger(Path(url))
                 self._app = LedgerApplication(env=env)
             else:
@@ -329,10 +350,15 @@ class LedgerStore:
     def for_settings(cls, settings: Settings, *, read_only: bool = False) -> LedgerStore:
         """The configured store; a writer seals personal fields with the configured key store
         (opened here; started, with its key-encryption key, on first use only)."""
+        tuning = StoreTuning(
+            settings.store_pool_size,
+            settings.store_statement_timeout_s,
+            settings.store_connect_timeout_s,
+        )
         if read_only:
-            return cls(settings.store_url, read_only=True)
+            return cls(settings.store_url, read_only=True, tuning=tuning)
         settings.check_key_places()
-        store = cls(settings.store_url, cache_size=settings.stream_cache)
+        store = cls(settings.store_url, cache_size=settings.stream_cache, tuning=tuning)
         try:
             keys = KeyStore(
                 settings.key_store_path,
@@ -929,7 +955,7 @@ def _postgres_setup(env: dict[str, str]) -> Iterator[None]:
     Two processes opening a new store at once (ingest workers) would otherwise race in
     ``CREATE TABLE IF NOT EXISTS`` ("tuple concurrently updated").
     """
-    if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
+    if env["PERSISTENCE_MODULE"] == SQLITE_MODULE:
         yield
         return
     import psycopg

@@ -54,7 +54,9 @@ def _ledger(tmp_path: Path, events: list[dict]) -> tuple[Settings, dict[str, str
 
 def _ledger_id(path: Path) -> str:
     with sqlite3.connect(path) as db:
-        return str(db.execute("SELECT value FROM cxl_ledger").fetchone()[0])
+        return str(
+            db.execute("SELECT value FROM cxl_ledger WHERE name = 'ledger_id'").fetchone()[0]
+        )
 
 
 def _rebuilt(settings: Settings, tmp_path: Path, events: list[dict]) -> None:
@@ -65,7 +67,7 @@ def _rebuilt(settings: Settings, tmp_path: Path, events: list[dict]) -> None:
     with LedgerStore(str(fresh)) as store:
         store.seal([valid(e["type"], **_fields(e)) for e in events])
     with sqlite3.connect(fresh) as db:
-        db.execute("UPDATE cxl_ledger SET value = ?", [ledger_id])
+        db.execute("UPDATE cxl_ledger SET value = ? WHERE name = 'ledger_id'", [ledger_id])
     with sqlite3.connect(fresh) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     for suffix in ("", "-wal", "-shm"):
@@ -84,7 +86,7 @@ def _fields(event: dict) -> dict:
 
 def _truncate_tail(settings: Settings, tmp_path: Path, events: list[dict]) -> None:
     """Delete the last 3 sealed events in place with their index rows, and let the next writer
-    rebuild the tree over what is left."""
+    rebuild the tree, and ``cxl store migrate`` the stream heads, over what is left."""
     with sqlite3.connect(settings.store_url) as db:
         last = db.execute(
             "SELECT rowid, state FROM stored_events WHERE originator_version > 1 "
@@ -97,7 +99,9 @@ def _truncate_tail(settings: Settings, tmp_path: Path, events: list[dict]) -> No
             )
         db.execute("DELETE FROM cxl_tree_leaves")
         db.execute("DELETE FROM cxl_tree_nodes")
-    LedgerStore(settings.store_url).close()
+        db.execute("DELETE FROM cxl_stream_heads")
+        db.execute("DELETE FROM cxl_ledger WHERE name = 'schema_version'")
+    assert run_cxl(["store", "migrate"], cxl_env(settings)).returncode == 0
 
 
 def _delete_stream(settings: Settings, tmp_path: Path, events: list[dict]) -> None:

@@ -302,7 +302,7 @@ def _ledger_length(store_url: str) -> int:
         return 0
 
 
-def test_postgresql_connections_killed_mid_load_then_a_restart_seals_everything_once(
+def test_postgresql_connections_killed_mid_load_are_reconnected_and_everything_sealed_once(
     settings: Settings, tmp_path: Path, postgres_database: str
 ) -> None:
     assert settings.kafka_bootstrap
@@ -328,7 +328,6 @@ def test_postgresql_connections_killed_mid_load_then_a_restart_seals_everything_
             break
         terminated += _terminate_connections(postgres_database)
     publisher.join()
-    # Survived, or stopped: either is fine if it says why and a restart finishes the work.
     while process.poll() is None and time.monotonic() < deadline:
         if _sealed_so_far(store_url) >= len(load.valid_ids):
             break
@@ -339,8 +338,8 @@ def test_postgresql_connections_killed_mid_load_then_a_restart_seals_everything_
     print(f"terminated {terminated} connections; consume survived: {survived}")
     print(first_run[-3000:])
     assert terminated > 0
-    if not survived:
-        assert "error:" in first_run and "Traceback" not in first_run, first_run[-3000:]
+    # Pooled connections are checked before use and a lost one only retries the batch.
+    assert survived, first_run[-3000:]
 
     resumed = run_cxl(["consume", "--until-idle", "--no-relay"], env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
