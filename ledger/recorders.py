@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
@@ -254,6 +255,17 @@ _EXTRA_TABLES = (
 )
 
 
+@dataclass(frozen=True)
+class LedgerTail:
+    """What ``ledger_tail`` read: the tree's size and last leaf hash (hex), the last sealed
+    events newest first as (event_id, seal hash), and the ids among them the index holds."""
+
+    tree_size: int
+    last_leaf: str | None
+    events: list[tuple[str, str]]
+    indexed: set[str]
+
+
 SQLITE_LEDGER_TABLES = ("stored_events", "tracking", "cxl_event_ids", "cxl_source_marks")
 
 
@@ -292,18 +304,45 @@ class _LedgerCounts:
         }
 
     @_reconnecting
-    def index_balance(self) -> tuple[int, int, int]:
-        """(sealed events, event-id index rows, Merkle tree leaves), read in one statement (one
-        snapshot, while other writers seal): all equal in a ledger nobody edited."""
+    def ledger_tail(self, count: int) -> LedgerTail:
+        """The Merkle tree's size and last leaf, and the last ``count`` sealed events with which
+        of them the event-id index holds: what a writer checks on opening, in time that does not
+        grow with the ledger (one snapshot, while other writers seal)."""
         with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                "SELECT (SELECT COUNT(*) FROM "
-                f"{self.qualified(self.events_table_name)} WHERE originator_version > 1) AS sealed, "
-                f"(SELECT COUNT(*) FROM {self.qualified('cxl_event_ids')}) AS indexed, "
-                f"(SELECT COUNT(*) FROM {self.qualified(TREE_LEAVES)}) AS leaves"
-            )
+            c.execute(f"SELECT MAX(leaf) AS last FROM {self.qualified(TREE_LEAVES)}")
             row = c.fetchone()
-            return int(row["sealed"]), int(row["indexed"]), int(row["leaves"])
+            size = 0 if row is None or row["last"] is None else int(row["last"]) + 1
+            last_leaf = None
+            if size:
+                c.execute(
+                    f"SELECT hash FROM {self.qualified(TREE_LEAVES)} WHERE leaf = {self.param}",
+                    [size - 1],
+                )
+                found = c.fetchone()
+                last_leaf = None if found is None else str(found["hash"])
+            c.execute(
+                f"SELECT state FROM {self.qualified(self.events_table_name)} "
+                f"WHERE originator_version > 1 ORDER BY {self.position_column} DESC "
+                f"LIMIT {self.param}",
+                [count],
+            )
+            events = []
+            for r in c.fetchall():
+                try:
+                    state = orjson.loads(bytes(r["state"]))
+                    events.append((str(state["event_id"]), str(state["hash"])))
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue  # a mangled row: ``cxl verify`` names it
+            indexed: set[str] = set()
+            if events:
+                marks = ",".join([self.param] * len(events))
+                c.execute(
+                    f"SELECT event_id FROM {self.qualified('cxl_event_ids')} "
+                    f"WHERE event_id IN ({marks})",
+                    [event_id for event_id, _ in events],
+                )
+                indexed = {r["event_id"] for r in c.fetchall()}
+        return LedgerTail(size, last_leaf, events, indexed)
 
     @_reconnecting
     def holds_sealed_fields(self) -> bool:

@@ -88,6 +88,8 @@ from ledger.transcoder import OrjsonTranscoder
 SEALED_TOPIC = Relationship.EventSealed.TOPIC
 CREATED_TOPIC = Relationship.Created.TOPIC
 CONFLICT_RETRIES = 3
+TAIL_CHECKED = 1000
+"""Newest sealed events a writer checks against the event-id index and the tree on opening."""
 SQLITE_MODULE = "eventsourcing.sqlite"
 SCHEMA_VERSION = 2
 """Version of the ledger's own tables: 2 added ``cxl_stream_heads`` (``ledger.migrations``)."""
@@ -334,7 +336,7 @@ class LedgerStore:
             self._require_ledger_tables()
         self._check_plain_json()
         if not read_only:
-            had_tree, sealed = self._check_index_balance()
+            had_tree, sealed = self._check_tail()
             self._check_schema(sealed, migrating)
             if self.recorder.ledger_id() is None:
                 if had_tree:
@@ -385,7 +387,7 @@ class LedgerStore:
                 "and CXL_KEK_FILE at that key store (or restore it from its backup)"
             )
 
-    def _check_schema(self, sealed: int, migrating: bool) -> None:
+    def _check_schema(self, sealed: bool, migrating: bool) -> None:
         """Write only into a store whose own tables are at this version's schema: a new store is
         stamped with it; an older one must be migrated first (``cxl store migrate``), a newer
         one was written by a newer cx-ledger."""
@@ -411,32 +413,38 @@ class LedgerStore:
             f"newer cx-ledger (this one knows up to {SCHEMA_VERSION}); upgrade cx-ledger"
         )
 
-    def _check_index_balance(self) -> tuple[bool, int]:
-        """Refuse to write when the event-id index or the Merkle tree and the sealed events differ
-        in size: dedupe reads that index (a deleted row would let an event be sealed twice), and
-        the tree must cover every sealed event. A ledger sealed before the tree existed (a tree of
-        no leaves) gets its tree built here, once. Whether the store had a tree already, and how
-        many sealed events it holds."""
+    def _check_tail(self) -> tuple[bool, bool]:
+        """Refuse to write into a ledger whose newest events lack their event-id rows (dedupe
+        reads that index: an event could be sealed twice) or whose Merkle tree does not end at the
+        newest sealed event (checkpoints would leave events out). Only the tail is read, so that
+        opening does not grow with history; ``cxl verify`` checks every row. A ledger sealed
+        before the tree existed gets its tree built here, once. Whether the store had a tree
+        already, and whether anything is sealed in it."""
         try:
-            sealed, indexed, leaves = self.recorder.index_balance()
+            tail = self.recorder.ledger_tail(TAIL_CHECKED)
         except PersistenceError as exc:
             raise StoreError(f"cannot read the ledger store {_redact(self.url)}: {exc}") from exc
-        if sealed != indexed or leaves not in (0, sealed):
-            self.close()
-            what = (
-                f"{indexed:,} event-id rows"
-                if sealed != indexed
-                else f"a Merkle tree of {leaves:,} leaves"
+        problem = None
+        missing = sum(1 for event_id, _ in tail.events if event_id not in tail.indexed)
+        if missing:
+            problem = (
+                f"the event-id index lacks {missing:,} of the last {len(tail.events):,} sealed "
+                "events"
             )
+        elif tail.tree_size and not tail.events:
+            problem = f"a Merkle tree of {tail.tree_size:,} leaves for no sealed event"
+        elif tail.events and tail.tree_size and tail.last_leaf != _leaf_hex(tail.events[0][1]):
+            problem = "the Merkle tree's last leaf is not the newest sealed event"
+        if problem is not None:
+            self.close()
             raise LedgerTamperedError(
                 None,
-                f"{what} for {sealed:,} sealed events; it was edited outside cx-ledger "
-                "(run `cxl verify`), and sealing into it could seal an event twice or leave "
-                "events out of its checkpoints",
+                f"{problem}; it was edited outside cx-ledger (run `cxl verify`), and sealing "
+                "into it could seal an event twice or leave events out of its checkpoints",
             )
-        if leaves == 0 and sealed and self._merkle:
+        if tail.tree_size == 0 and tail.events and self._merkle:
             self._build_tree()
-        return leaves > 0, sealed
+        return tail.tree_size > 0, bool(tail.events)
 
     def _build_tree(self) -> None:
         """Build the Merkle tree of a ledger sealed before there was one, in ledger order."""
@@ -919,6 +927,14 @@ def _grown_tree(tx: SealingTransaction, sealed: list[str]) -> list[tuple[int, in
     for hash_ in sealed:
         rows += builder.append(leaf_hash(bytes.fromhex(hash_)))
     return rows
+
+
+def _leaf_hex(seal_hash: str) -> str | None:
+    """The Merkle leaf hash (hex) of a seal hash; None when it is not one (an edited row)."""
+    try:
+        return leaf_hash(bytes.fromhex(seal_hash)).hex()
+    except ValueError:
+        return None
 
 
 def _decode(position: int, stream_id: Any, version: int, state: bytes) -> SealedEvent:

@@ -200,7 +200,7 @@ def test_a_rehashed_chain_that_backdates_an_event_is_caught(tmp_path: Path) -> N
             conn.execute(
                 "UPDATE stored_events SET state = ? WHERE rowid = ?", (orjson.dumps(decoded), rowid)
             )
-    with LedgerStore(str(path)) as store, pytest.raises(CxlError) as caught:
+    with LedgerStore(str(path), read_only=True) as store, pytest.raises(CxlError) as caught:
         verify_chains(store)
     assert "runs backwards" in str(caught.value)
 
@@ -248,7 +248,30 @@ def test_a_writer_refuses_a_store_whose_event_id_index_lost_rows(tmp_path: Path)
         store.seal([event])
     with sqlite3.connect(path) as conn:
         conn.execute("DELETE FROM cxl_event_ids")
-    with pytest.raises(LedgerTamperedError, match="0 event-id rows for 1 sealed events"):
+    with pytest.raises(LedgerTamperedError, match="index lacks 1 of the last 1 sealed events"):
         LedgerStore(str(path))
     with LedgerStore(str(path), read_only=True) as store:
         assert sum(len(page) for page in store.read()) == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (
+            "UPDATE cxl_tree_leaves SET hash = 'ab' WHERE leaf = (SELECT MAX(leaf) FROM "
+            "cxl_tree_leaves)",
+            "last leaf is not the newest sealed event",
+        ),
+        ("DELETE FROM stored_events WHERE originator_version > 1", "for no sealed event"),
+    ],
+    ids=["last leaf edited", "events deleted under the tree"],
+)
+def test_a_writer_refuses_a_store_whose_tree_does_not_end_at_its_newest_event(
+    tmp_path: Path, edit: str, reason: str
+) -> None:
+    path = tmp_path / "l.sqlite"
+    _sealed_store(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(edit)
+    with pytest.raises(LedgerTamperedError, match=reason):
+        LedgerStore(str(path))
