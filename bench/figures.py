@@ -55,7 +55,7 @@ class Figure:
 
 
 def format_value(value: float, unit: str) -> str:
-    if unit in ("s", "ms"):
+    if unit in ("s", "ms", "µs/event"):
         return f"{value:,.2f}" if value < 10 else f"{value:,.0f}"
     return f"{value:,.0f}"
 

@@ -51,7 +51,7 @@ def _customer(index: int) -> str:
     return f"cust-{index:08d}"
 
 
-def _promise(customer_id: str, promise_id: str) -> bytes:
+def promise_event(customer_id: str, promise_id: str) -> bytes:
     return orjson.dumps(
         {
             "event_id": str(uuid.uuid4()),
@@ -71,7 +71,7 @@ def _promise(customer_id: str, promise_id: str) -> bytes:
     )
 
 
-def _kept(customer_id: str, promise_id: str) -> bytes:
+def kept_event(customer_id: str, promise_id: str) -> bytes:
     return orjson.dumps(
         {
             "event_id": str(uuid.uuid4()),
@@ -91,7 +91,7 @@ def build_ledger(home: Path, customers: int) -> None:
     with LedgerStore(str(home / "ledger.sqlite"), personal=PersonalCipher(keys)) as store:
         for start in range(0, customers, _BUILD_BATCH):
             batch = [
-                parse_event(_promise(_customer(i), f"p-{i}"), "bench")
+                parse_event(promise_event(_customer(i), f"p-{i}"), "bench")
                 for i in range(start, min(start + _BUILD_BATCH, customers))
             ]
             store.seal(batch)
@@ -103,7 +103,9 @@ def build_ledger(home: Path, customers: int) -> None:
                 )
 
 
-def _environment(home: Path, bootstrap: str, topic: str, cache: int | None) -> dict[str, str]:
+def consume_environment(
+    home: Path, bootstrap: str, topic: str, cache: int | None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CXL_")}
     env.update(
         CXL_HOME=str(home),
@@ -121,7 +123,7 @@ def _environment(home: Path, bootstrap: str, topic: str, cache: int | None) -> d
     return env
 
 
-def _publish(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None:
+def publish(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None:
     producer = make_producer(bootstrap, 30)
     futures = [producer.send(topic, key=k.encode(), value=v) for k, v in values]
     producer.flush()
@@ -188,14 +190,14 @@ def measure(
     ensure_topics(broker.bootstrap, {topic: 4}, 30)
     stride = max(1, customers // load)
     picks = [(i * stride) % customers for i in range(load)]
-    load_events = [(_customer(i), _kept(_customer(i), f"p-{i}")) for i in picks]
-    _publish(broker.bootstrap, topic, load_events)
-    env = _environment(home, broker.bootstrap, topic, cache)
+    load_events = [(_customer(i), kept_event(_customer(i), f"p-{i}")) for i in picks]
+    publish(broker.bootstrap, topic, load_events)
+    env = consume_environment(home, broker.bootstrap, topic, cache)
     rss = _consume_peak_rss(env)
     print(f"    cxl consume sealed {load:,} events over the ledger: peak RSS {rss:,.0f} MiB")
     last = customers // 2 + 1
-    probe = _kept(_customer(last), f"p-{last}")
-    _publish(broker.bootstrap, topic, [(_customer(last), probe)])
+    probe = kept_event(_customer(last), f"p-{last}")
+    publish(broker.bootstrap, topic, [(_customer(last), probe)])
     restart = _restart_to_first_seal(env, home / "ledger.sqlite", orjson.loads(probe)["event_id"])
     print(f"    restart to first seal: {restart:.2f} s")
     return rss, restart

@@ -72,6 +72,13 @@ def orjson_canonical(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
+def orjson_writes_canonically(number: float) -> bool:
+    """Whether orjson writes this JSON number exactly as RFC 8785 does."""
+    if type(number) is int:
+        return -_MAX_SAFE_INT < number < _MAX_SAFE_INT
+    return not number.is_integer() and _FAST_FLOAT_MIN <= abs(number) <= _FAST_FLOAT_MAX
+
+
 def canonical_encoder(value: Any) -> Callable[[Any], bytes]:
     """An RFC 8785 encoder for ``value`` and for values made from it by adding or replacing
     strings, dicts of strings and nulls only (same numbers): the fast one when orjson agrees on

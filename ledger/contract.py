@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 import orjson
+import rfc8785
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -32,7 +34,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonDict
 
-from ledger.canonical import canonical_encoder, format_instant
+from ledger.canonical import format_instant, orjson_canonical, orjson_writes_canonically
 from ledger.errors import ConfigError, FieldProblem, InvalidEventError
 
 CONTRACT_VERSION = 1
@@ -348,6 +350,22 @@ def canonical_body(model: _Envelope, origin: str = "") -> dict[str, Any]:
     return body
 
 
+_NUMBERS = ("weight", "fraction", "duration_s", "severity")
+"""Every number a contract body can hold: all in ``data``; every other value is a string, a
+boolean, null or a list of strings, and every key is a contract field name (ASCII)."""
+
+
+def _encoder(body: dict[str, Any]) -> Callable[[Any], bytes]:
+    """The RFC 8785 encoder for a canonical body, decided from its few numbers alone (the
+    contract fixes everything else): orjson whenever it writes them as RFC 8785 does."""
+    data = body["data"]
+    for name in _NUMBERS:
+        value = data.get(name)
+        if value is not None and not orjson_writes_canonically(value):
+            return rfc8785.dumps
+    return orjson_canonical
+
+
 class ValidEvent:
     """A record that passed the contract, in canonical form.
 
@@ -369,7 +387,7 @@ class ValidEvent:
     def __init__(self, model: _Envelope, origin: str = "") -> None:
         self.origin = origin
         self.body: dict[str, Any] = canonical_body(model, origin)
-        self.encode = canonical_encoder(self.body)
+        self.encode = _encoder(self.body)
         """The RFC 8785 encoder for this body and bodies made from it (its personal fields
         sealed): decided once per event."""
         self.canonical: bytes = self.encode(self.body)
