@@ -3,6 +3,8 @@
     python -m bench [--quick] [--ingest-events 200000] [--store sqlite|postgres] [--workers N]
                     [--projection-events 1000000] [--promises 10000000]
                     [--erasure-events 100000] [--forget-history 10000] [--http-events 50000]
+                    [--memory-customers 100000,1000000] [--memory-load 100000]
+                    [--scale-events 2000000] [--scale-customers 500000]
                     [--output bench/RESULTS.md]
 
 Defaults are the README's sizes; ``--quick`` runs small sizes to check that everything works (its
@@ -19,10 +21,11 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import erasure, http_ingest, ingest, projections
+from bench import erasure, http_ingest, ingest, memory, projections, scale
 from bench.figures import Figure, format_value
 
 QUICK = {
@@ -32,6 +35,10 @@ QUICK = {
     "erasure_events": 10_000,
     "forget_history": 1_000,
     "http_events": 5_000,
+    "memory_customers": "5000,50000",
+    "memory_load": 10_000,
+    "scale_events": 20_000,
+    "scale_customers": 5_000,
 }
 DEFAULT_OUTPUT = Path(__file__).with_name("RESULTS.md")
 
@@ -119,6 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--erasure-events", type=int, default=100_000)
     parser.add_argument("--forget-history", type=int, default=10_000)
     parser.add_argument("--http-events", type=int, default=50_000)
+    parser.add_argument("--memory-customers", default="100000,1000000", help="SMALL,LARGE")
+    parser.add_argument("--memory-load", type=int, default=100_000)
+    parser.add_argument("--scale-events", type=int, default=2_000_000)
+    parser.add_argument("--scale-customers", type=int, default=500_000)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     if args.quick:
@@ -126,15 +137,7 @@ def main(argv: list[str] | None = None) -> None:
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, size)
 
-    started = time.perf_counter()
-    figures = ingest.run(args.ingest_events, args.store, workers=args.workers)
-    print()
-    figures += projections.run(args.projection_events, args.promises)
-    print()
-    figures += erasure.run(args.erasure_events, args.forget_history)
-    print()
-    figures += http_ingest.run(args.http_events)
-    seconds = time.perf_counter() - started
+    small, large = (int(n) for n in str(args.memory_customers).split(","))
     settings: dict[str, object] = {
         "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
         "ingest events": f"{args.ingest_events:,}",
@@ -144,10 +147,32 @@ def main(argv: list[str] | None = None) -> None:
         "erasure events": f"{args.erasure_events:,}",
         "forget history": f"{args.forget_history:,}",
         "HTTP events": f"{args.http_events:,} (4 client threads)",
+        "memory": f"ledgers of {small:,} and {large:,} customers, {args.memory_load:,} events",
+        "scale": f"{args.scale_events:,} events, {args.scale_customers:,} customers, "
+        "group mode on PostgreSQL at 1, 2, 3 processes",
     }
     if args.quick:
         settings["note"] = "quick run: sizes too small for the figures to mean anything"
-    args.output.write_text(render(figures, machine_facts(), settings, seconds))
+    sections: list[Callable[[], list[Figure]]] = [
+        lambda: ingest.run(args.ingest_events, args.store, workers=args.workers),
+        lambda: projections.run(args.projection_events, args.promises),
+        lambda: erasure.run(args.erasure_events, args.forget_history),
+        lambda: http_ingest.run(args.http_events),
+        lambda: memory.run((small, large), args.memory_load),
+        lambda: scale.run(args.scale_events, args.scale_customers),
+    ]
+    started = time.perf_counter()
+    figures: list[Figure] = []
+    facts = machine_facts()
+    for number, section in enumerate(sections, start=1):
+        figures += section()
+        print()
+        # Written after each section: a run stopped part-way keeps what it measured.
+        if number < len(sections):
+            settings["incomplete"] = f"{number} of {len(sections)} sections so far"
+        else:
+            settings.pop("incomplete", None)
+        args.output.write_text(render(figures, facts, settings, time.perf_counter() - started))
     print(f"\nwrote {args.output}")
 
 

@@ -76,7 +76,8 @@ def gap_latency(path: Path, promises: int, runs: int = 7) -> list[float]:
                CASE WHEN i % 11 = 0 THEN 0 WHEN i % 4 = 0 THEN 0 ELSE 1 END AS kept_on_time_fraction,
                CASE WHEN i % 11 <> 0 AND i % 4 = 0 THEN 1 ELSE 0 END AS kept_late_fraction,
                NULL AS first_kept_at, NULL AS last_kept_at,
-               CASE WHEN i % 13 = 0 THEN NULL ELSE due_at END AS settled_at
+               CASE WHEN i % 13 = 0 THEN NULL ELSE due_at END AS settled_at,
+               NULL AS on_behalf_of
         FROM range({promises}) t(i)
     """)
     con.execute("CHECKPOINT")

@@ -354,10 +354,16 @@ def _check_stream_heads(store: LedgerStore, heads: Iterable[_Head]) -> None:
     """The stored stream heads are exactly those the sealed events fold to: one per stream,
     none extra, none edited (a changed head would let the next event be sealed onto another
     chain or its anomalies be judged against other facts)."""
-    if store.recorder.ledger_meta().get(SCHEMA_VERSION_KEY) != str(SCHEMA_VERSION):
+    recorded = store.recorder.ledger_meta().get(SCHEMA_VERSION_KEY, "1")
+    if recorded != str(SCHEMA_VERSION):
         raise StoreError(
-            f"the ledger store has no stream heads yet (schema version below {SCHEMA_VERSION}): "
-            "run `cxl store migrate`, then verify"
+            f"the ledger store is at schema version {recorded}, this cx-ledger verifies version "
+            f"{SCHEMA_VERSION}: "
+            + (
+                "run `cxl store migrate`, then verify"
+                if recorded.isdigit() and int(recorded) < SCHEMA_VERSION
+                else "verify it with the cx-ledger that wrote it"
+            )
         )
     expected = 0
     streams = 0

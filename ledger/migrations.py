@@ -3,7 +3,9 @@
 The store records the version of its own tables (``schema_version`` in ``cxl_ledger``); a writer
 refuses any other version (``LedgerStore``), so that no process writes into tables it does not
 know. Each migration is idempotent — a rerun after a crash finishes the job — and the version is
-recorded only once its migration is complete. The event store's own tables (``stored_events``,
+recorded only once its migration is complete. Run it with every writer stopped (it takes no lock
+across its read and write phases; writers of an older cx-ledger do not know the version); migration
+2 holds every customer's head in memory while it folds the streams, once. The event store's own tables (``stored_events``,
 ``tracking``) belong to eventsourcing, which migrates them itself.
 
 - **2** — ``cxl_stream_heads``: each customer's stream head, folded from their sealed events.

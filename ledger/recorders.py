@@ -23,11 +23,13 @@ when several writers share a store.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import orjson
@@ -41,15 +43,38 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteProcessRecorder
-from eventsourcing.utils import retry
 
 from ledger.merkle import frontier_positions
 from ledger.personal import SEALED_FIELD_MARK
 from ledger.relationship import relationship_id
 from ledger.stream_head import StreamHead
 
-# A terminated or restarted database session is reconnected, as the library's own reads are.
-_reconnecting = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+_READ_ATTEMPTS = 10
+_T = TypeVar("_T")
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Whether a store error is a statement cancelled by its timeout (not worth a retry: the
+    same statement would wait as long again)."""
+    return "statement timeout" in str(exc)
+
+
+def _reconnecting(func: Callable[..., _T]) -> Callable[..., _T]:
+    """Retry a read after a lost connection (a terminated or restarted database session), as the
+    library's own reads are; a statement timeout is raised at once."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> _T:
+        for attempt in range(1, _READ_ATTEMPTS + 1):
+            try:
+                return func(*args, **kwargs)
+            except (InterfaceError, OperationalError) as exc:
+                if attempt == _READ_ATTEMPTS or timed_out(exc):
+                    raise
+                time.sleep(0.2)
+        raise AssertionError("unreachable")
+
+    return wrapper
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +189,57 @@ class SealingTransaction:
     def heads(self, customer_ids: Sequence[str]) -> dict[str, StreamHead]:
         """The stored heads of those customers that have a stream (one query per 500)."""
         return select_heads(self._cursor, self._recorder, customer_ids)
+
+    def tail(self, count: int) -> LedgerTail:
+        """The Merkle tree's size and last leaf, and the last ``count`` sealed events with which
+        of them the event-id index holds: what a writer checks on opening, in time that does not
+        grow with the ledger (under the write lock: one consistent view)."""
+        self._cursor.execute(f"SELECT MAX(leaf) AS last FROM {self._leaves}")
+        row = self._cursor.fetchone()
+        size = 0 if row is None or row["last"] is None else int(row["last"]) + 1
+        last_leaf = None
+        if size:
+            self._cursor.execute(
+                f"SELECT hash FROM {self._leaves} WHERE leaf = {self._p}", [size - 1]
+            )
+            found = self._cursor.fetchone()
+            last_leaf = None if found is None else str(found["hash"])
+        self._cursor.execute(
+            f"SELECT state FROM {self._events} WHERE originator_version > 1 "
+            f"ORDER BY {self._recorder.position_column} DESC LIMIT {self._p}",
+            [count],
+        )
+        events = []
+        for r in self._cursor.fetchall():
+            try:
+                state = orjson.loads(bytes(r["state"]))
+                events.append((str(state["event_id"]), str(state["hash"])))
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue  # a mangled row: ``cxl verify`` names it
+        indexed = set(self.known_events([event_id for event_id, _ in events]))
+        return LedgerTail(size, last_leaf, events, indexed)
+
+    def stream_ends(self, customer_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
+        """Per customer with a stream, its last row: (stream version, stored state); one query
+        per 500 customers, through the events table's (originator_id, version) key."""
+        ends: dict[str, tuple[int, bytes]] = {}
+        ids = {self._recorder.id_param(relationship_id(c)): c for c in customer_ids}
+        keys = list(ids)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join([self._p] * len(chunk))
+            self._cursor.execute(
+                f"SELECT e.originator_id, e.originator_version, e.state FROM {self._events} e "
+                "JOIN (SELECT originator_id, MAX(originator_version) AS version "
+                f"FROM {self._events} WHERE originator_id IN ({marks}) GROUP BY originator_id) "
+                "last ON e.originator_id = last.originator_id "
+                "AND e.originator_version = last.version",
+                chunk,
+            )
+            for r in self._cursor.fetchall():
+                customer = ids[r["originator_id"]]
+                ends[customer] = (int(r["originator_version"]), bytes(r["state"]))
+        return ends
 
     def insert(
         self,
@@ -302,47 +378,6 @@ class _LedgerCounts:
             for r in rows
             if not r["application_name"].startswith("__")
         }
-
-    @_reconnecting
-    def ledger_tail(self, count: int) -> LedgerTail:
-        """The Merkle tree's size and last leaf, and the last ``count`` sealed events with which
-        of them the event-id index holds: what a writer checks on opening, in time that does not
-        grow with the ledger (one snapshot, while other writers seal)."""
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT MAX(leaf) AS last FROM {self.qualified(TREE_LEAVES)}")
-            row = c.fetchone()
-            size = 0 if row is None or row["last"] is None else int(row["last"]) + 1
-            last_leaf = None
-            if size:
-                c.execute(
-                    f"SELECT hash FROM {self.qualified(TREE_LEAVES)} WHERE leaf = {self.param}",
-                    [size - 1],
-                )
-                found = c.fetchone()
-                last_leaf = None if found is None else str(found["hash"])
-            c.execute(
-                f"SELECT state FROM {self.qualified(self.events_table_name)} "
-                f"WHERE originator_version > 1 ORDER BY {self.position_column} DESC "
-                f"LIMIT {self.param}",
-                [count],
-            )
-            events = []
-            for r in c.fetchall():
-                try:
-                    state = orjson.loads(bytes(r["state"]))
-                    events.append((str(state["event_id"]), str(state["hash"])))
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    continue  # a mangled row: ``cxl verify`` names it
-            indexed: set[str] = set()
-            if events:
-                marks = ",".join([self.param] * len(events))
-                c.execute(
-                    f"SELECT event_id FROM {self.qualified('cxl_event_ids')} "
-                    f"WHERE event_id IN ({marks})",
-                    [event_id for event_id, _ in events],
-                )
-                indexed = {r["event_id"] for r in c.fetchall()}
-        return LedgerTail(size, last_leaf, events, indexed)
 
     @_reconnecting
     def holds_sealed_fields(self) -> bool:

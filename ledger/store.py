@@ -67,11 +67,14 @@ from ledger.personal import PersonalCipher
 from ledger.postgres_factory import STATEMENT_TIMEOUT_MS
 from ledger.recorders import (
     SQLITE_LEDGER_TABLES,
+    STREAM_HEADS,
     KnownEvent,
     LedgerRecorder,
+    LedgerTail,
     SealingTransaction,
     SourceMark,
     StoredRow,
+    timed_out,
 )
 from ledger.relationship import (
     ERASED_TYPE,
@@ -336,8 +339,9 @@ class LedgerStore:
             self._require_ledger_tables()
         self._check_plain_json()
         if not read_only:
-            had_tree, sealed = self._check_tail()
-            self._check_schema(sealed, migrating)
+            tail = self._read_tail()
+            self._check_schema(bool(tail.events), migrating)
+            had_tree = self._check_tail(tail)
             if self.recorder.ledger_id() is None:
                 if had_tree:
                     self.close()
@@ -413,17 +417,20 @@ class LedgerStore:
             f"newer cx-ledger (this one knows up to {SCHEMA_VERSION}); upgrade cx-ledger"
         )
 
-    def _check_tail(self) -> tuple[bool, bool]:
+    def _read_tail(self) -> LedgerTail:
+        try:
+            with self.recorder.sealing() as tx:
+                return tx.tail(TAIL_CHECKED)
+        except PersistenceError as exc:
+            self.close()
+            raise StoreError(f"cannot read the ledger store {_redact(self.url)}: {exc}") from exc
+
+    def _check_tail(self, tail: LedgerTail) -> bool:
         """Refuse to write into a ledger whose newest events lack their event-id rows (dedupe
         reads that index: an event could be sealed twice) or whose Merkle tree does not end at the
         newest sealed event (checkpoints would leave events out). Only the tail is read, so that
         opening does not grow with history; ``cxl verify`` checks every row. A ledger sealed
-        before the tree existed gets its tree built here, once. Whether the store had a tree
-        already, and whether anything is sealed in it."""
-        try:
-            tail = self.recorder.ledger_tail(TAIL_CHECKED)
-        except PersistenceError as exc:
-            raise StoreError(f"cannot read the ledger store {_redact(self.url)}: {exc}") from exc
+        before the tree existed gets its tree built here, once. Whether the store had a tree."""
         problem = None
         missing = sum(1 for event_id, _ in tail.events if event_id not in tail.indexed)
         if missing:
@@ -444,7 +451,7 @@ class LedgerStore:
             )
         if tail.tree_size == 0 and tail.events and self._merkle:
             self._build_tree()
-        return tail.tree_size > 0, bool(tail.events)
+        return tail.tree_size > 0
 
     def _build_tree(self) -> None:
         """Build the Merkle tree of a ledger sealed before there was one, in ledger order."""
@@ -566,7 +573,10 @@ class LedgerStore:
         a dead letter but never lose one.
         """
         events = list(events)
-        forms = self._sealed_forms(events)
+        try:
+            forms = self._sealed_forms(events)
+        except PersistenceError as exc:
+            raise StoreError(f"could not read the ledger store {_redact(self.url)}: {exc}") from exc
         conflicts = 0
         for attempt in range(1, CONNECTION_RETRIES + 1):
             try:
@@ -584,7 +594,7 @@ class LedgerStore:
             except (OperationalError, InterfaceError) as exc:
                 # A lost connection (a restarted or terminated database session) rolled the
                 # transaction back: nothing was written, so the same batch is tried again.
-                if attempt == CONNECTION_RETRIES:
+                if attempt == CONNECTION_RETRIES or timed_out(exc):
                     raise StoreError(
                         f"could not write the ledger store {_redact(self.url)}: {exc}"
                     ) from exc
@@ -766,8 +776,10 @@ class LedgerStore:
         """
         personal = self._require_personal()
         event = erasure_event(customer_id, reason, self._clock())
-        with self.recorder.sealing() as tx:
-            head = self._heads(tx, {customer_id}).get(customer_id)
+        try:
+            head = self._known_heads({customer_id}).get(customer_id)
+        except PersistenceError as exc:
+            raise StoreError(f"could not read the ledger store {_redact(self.url)}: {exc}") from exc
         if head is None:
             raise StoreError(f"the ledger holds no customer {customer_id!r}")
         personal.check_stream(customer_id, head.kid)
@@ -813,7 +825,9 @@ class LedgerStore:
         found = {c: h for c in customer_ids if (h := self._cache.get(c)) is not None}
         missing = [c for c in customer_ids if c not in found]
         if missing:
-            found.update(tx.heads(missing))
+            stored = tx.heads(missing)
+            _check_heads(stored, tx.stream_ends(missing))
+            found.update(stored)
         return found
 
     # -- positions -----------------------------------------------------------------------------
@@ -927,6 +941,30 @@ def _grown_tree(tx: SealingTransaction, sealed: list[str]) -> list[tuple[int, in
     for hash_ in sealed:
         rows += builder.append(leaf_hash(bytes.fromhex(hash_)))
     return rows
+
+
+def _check_heads(heads: dict[str, StreamHead], ends: dict[str, tuple[int, bytes]]) -> None:
+    """A stored head is trusted only if it is its stream's last row: the same seq and hash (the
+    row is outside every hash; sealing onto an edited one would break the chain for good)."""
+    for customer_id in heads.keys() | ends.keys():
+        head, end = heads.get(customer_id), ends.get(customer_id)
+        if head is None or end is None:
+            what = "no stream head" if head is None else "a stream head but no stream"
+        else:
+            version, state = end
+            try:
+                last_hash = orjson.loads(state).get("hash") if version > 1 else None
+            except orjson.JSONDecodeError:
+                last_hash = None
+            if version == head.version and last_hash == head.hash:
+                continue
+            what = f"a stream head (seq {head.seq}) that is not its stream's last event"
+        raise LedgerTamperedError(
+            None,
+            f"customer {customer_id!r} has {what}; the store was edited outside cx-ledger "
+            "(run `cxl verify`)",
+            place=STREAM_HEADS,
+        )
 
 
 def _leaf_hex(seal_hash: str) -> str | None:

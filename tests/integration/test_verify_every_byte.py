@@ -275,3 +275,26 @@ def test_a_writer_refuses_a_store_whose_tree_does_not_end_at_its_newest_event(
         conn.execute(edit)
     with pytest.raises(LedgerTamperedError, match=reason):
         LedgerStore(str(path))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE cxl_stream_heads SET hash = replace(hash, substr(hash, 1, 1), 'x') "
+        "WHERE customer_id = 'c1'",
+        "UPDATE cxl_stream_heads SET seq = seq - 1 WHERE customer_id = 'c1'",
+        "DELETE FROM cxl_stream_heads WHERE customer_id = 'c1'",
+    ],
+    ids=["hash", "seq", "deleted"],
+)
+def test_a_writer_seals_nothing_onto_an_edited_stream_head(tmp_path: Path, edit: str) -> None:
+    """The head row is outside every hash: a writer checks it against the stream's last row
+    before sealing onto it, rather than break the chain for good."""
+    path = tmp_path / "l.sqlite"
+    _sealed_store(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(edit)
+    with LedgerStore(str(path)) as store, pytest.raises(LedgerTamperedError, match="c1"):
+        store.seal([valid("promise.kept", customer_id="c1", promise_id="p1")])
+    with LedgerStore(str(path)) as store:  # other customers seal on
+        assert store.seal([valid("touchpoint.recorded", customer_id="c2")]).sealed == 1
