@@ -132,20 +132,36 @@ def publish(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None
     producer.close()
 
 
+def peak_rss(pid: int) -> float | None:
+    """The process's peak resident set size since it exec'd (``VmHWM``), in MiB. Not
+    ``ru_maxrss``: a forked child inherits its parent's high-water mark across exec."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def _consume_peak_rss(env: dict[str, str]) -> float:
-    """Run ``cxl consume --until-idle``; its peak resident set size in MiB."""
+    """Run ``cxl consume --until-idle``; its peak resident set size in MiB (read until it
+    exits)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "cxl.cli", "consume", "--until-idle", "--no-relay"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    peak = 0.0
+    while process.poll() is None:
+        peak = max(peak, peak_rss(process.pid) or 0.0)
+        time.sleep(0.05)
     if process.returncode != 0:
         problem = process.stderr.read().decode() if process.stderr else ""
         raise RuntimeError(f"cxl consume failed: {problem}")
-    return usage.ru_maxrss / 1024
+    return peak
 
 
 def _restart_to_first_seal(env: dict[str, str], store: Path, event_id: str) -> float:

@@ -16,7 +16,6 @@ new projections file). Every figure is printed and returned; nothing is asserted
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import orjson
 import psycopg
 
 from bench.figures import Figure, rate
-from bench.memory import consume_environment, kept_event, promise_event, publish
+from bench.memory import consume_environment, kept_event, peak_rss, promise_event, publish
 from consumers.broker import EmbeddedBroker
 from consumers.kafka_clients import make_producer
 from consumers.topics import ensure_topics
@@ -159,10 +158,11 @@ def run_processes(
         for _ in range(processes)
     ]
     peak = 0.0
+    while any(member.poll() is None for member in members):
+        for member in members:
+            peak = max(peak, peak_rss(member.pid) or 0.0)
+        time.sleep(0.2)
     for member in members:
-        _, status, usage = os.wait4(member.pid, 0)
-        member.returncode = os.waitstatus_to_exitcode(status)
-        peak = max(peak, usage.ru_maxrss / 1024)
         if member.returncode != 0:
             raise RuntimeError(member.stderr.read().decode() if member.stderr else "")
     elapsed = time.perf_counter() - started
