@@ -230,10 +230,9 @@ class SealingTransaction:
             marks = ",".join([self._p] * len(chunk))
             self._cursor.execute(
                 f"SELECT e.originator_id, e.originator_version, e.state FROM {self._events} e "
-                "JOIN (SELECT originator_id, MAX(originator_version) AS version "
-                f"FROM {self._events} WHERE originator_id IN ({marks}) GROUP BY originator_id) "
-                "last ON e.originator_id = last.originator_id "
-                "AND e.originator_version = last.version",
+                f"WHERE e.originator_id IN ({marks}) AND e.originator_version = "
+                f"(SELECT MAX(v.originator_version) FROM {self._events} v "
+                "WHERE v.originator_id = e.originator_id)",
                 chunk,
             )
             for r in self._cursor.fetchall():
