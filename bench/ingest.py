@@ -71,11 +71,17 @@ class _TimedStore(LedgerStore):
 
 
 def stages(
-    values: list[bytes], batch: int, keys_dir: Path, consume: Figure, ceiling: Figure
+    values: list[bytes],
+    batch: int,
+    keys_dir: Path,
+    consume: Figure,
+    ceiling: Figure,
+    store_url: str,
 ) -> list[Figure]:
     """Cost per event (µs) of each stage, in this process, on the same events: Kafka consume
     (from its raw rate), contract validation and canonical form, sealed bytes (personal fields
-    encrypted, dedupe digest), the sealing transaction; and the raw insert of the same rows."""
+    encrypted, dedupe digest), the sealing transaction, in a fresh store of the same backend as
+    ``ceiling`` (``store_url``); and the raw insert of the same rows."""
     parse_started = time.perf_counter()
     events = [parse_event(value, "bench") for value in values]
     parse_s = time.perf_counter() - parse_started
@@ -83,7 +89,7 @@ def stages(
     gc.freeze()  # as ingest does: a batch's young objects are not rescanned with the old
     try:
         cipher = PersonalCipher(KeyStore(keys_dir / "stages-keys.sqlite", keys_dir / "kek"))
-        with _TimedStore(str(keys_dir / "stages.sqlite"), personal=cipher) as store:
+        with _TimedStore(store_url, personal=cipher) as store:
             for start in range(0, len(events), batch):
                 store.seal(events[start : start + batch])
             prepare_s, transaction_s = store.prepare_s, store.transaction_s
@@ -377,7 +383,20 @@ def run(
                     targets=CEILING_TARGETS[backend],
                 )
             )
-            figures.extend(stages(values, batch, Path(tmp), consume, ceiling))
+            stage_store = (
+                str(Path(tmp) / "stages.sqlite")
+                if store == "sqlite"
+                else f"{store_url.split('?')[0]}?schema={store_url.split('schema=')[1]}_stages"
+            )
+            try:
+                figures.extend(stages(values, batch, Path(tmp), consume, ceiling, stage_store))
+            finally:
+                if store == "postgres":
+                    import psycopg
+
+                    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+                        schema = stage_store.split("schema=")[1]
+                        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             if store == "sqlite":
                 common = (broker.bootstrap, topic, Path(tmp), len(values), batch)
                 figures.extend(
