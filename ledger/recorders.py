@@ -38,7 +38,6 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
     PersistenceError,
-    StoredEvent,
     Tracking,
 )
 from eventsourcing.postgres import PostgresProcessRecorder
@@ -175,19 +174,16 @@ class SealingTransaction:
 
     def known_events(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
         known: dict[str, KnownEvent] = {}
-        for start in range(0, len(event_ids), 500):
-            chunk = list(event_ids[start : start + 500])
-            marks = ",".join([self._p] * len(chunk))
+        for condition, params in self._recorder.among("event_id", "text", event_ids):
             self._cursor.execute(
-                f"SELECT event_id, customer_id, digest FROM {self._ids} WHERE event_id IN ({marks})",
-                chunk,
+                f"SELECT event_id, customer_id, digest FROM {self._ids} WHERE {condition}", params
             )
             for row in self._cursor.fetchall():
                 known[row["event_id"]] = KnownEvent(row["customer_id"], row["digest"])
         return known
 
     def heads(self, customer_ids: Sequence[str]) -> dict[str, StreamHead]:
-        """The stored heads of those customers that have a stream (one query per 500)."""
+        """The stored heads of those customers that have a stream."""
         return select_heads(self._cursor, self._recorder, customer_ids)
 
     def tail(self, count: int) -> LedgerTail:
@@ -220,20 +216,17 @@ class SealingTransaction:
         return LedgerTail(size, last_leaf, events, indexed)
 
     def stream_ends(self, customer_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
-        """Per customer with a stream, its last row: (stream version, stored state); one query
-        per 500 customers, through the events table's (originator_id, version) key."""
+        """Per customer with a stream, its last row: (stream version, stored state), through
+        the events table's (originator_id, version) key."""
         ends: dict[str, tuple[int, bytes]] = {}
         ids = {self._recorder.id_param(relationship_id(c)): c for c in customer_ids}
-        keys = list(ids)
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join([self._p] * len(chunk))
+        for condition, params in self._recorder.among("e.originator_id", "uuid", list(ids)):
             self._cursor.execute(
                 f"SELECT e.originator_id, e.originator_version, e.state FROM {self._events} e "
-                f"WHERE e.originator_id IN ({marks}) AND e.originator_version = "
+                f"WHERE {condition} AND e.originator_version = "
                 f"(SELECT MAX(v.originator_version) FROM {self._events} v "
                 "WHERE v.originator_id = e.originator_id)",
-                chunk,
+                params,
             )
             for r in self._cursor.fetchall():
                 customer = ids[r["originator_id"]]
@@ -254,33 +247,24 @@ class SealingTransaction:
         position and mark, the Merkle ``tree`` nodes they complete ((level, index, hash); level 0
         is a leaf) and the new ``heads`` of the streams they extend, each table in one
         statement."""
-        self._recorder.insert_within(self._cursor, rows, tracking)
+        recorder = self._recorder
+        recorder.insert_within(self._cursor, rows, tracking)
         if heads:
-            self._cursor.executemany(
-                f"INSERT INTO {self._heads} (customer_id, seq, hash, facts) "
-                f"VALUES ({self._p}, {self._p}, {self._p}, {self._p}) "
-                "ON CONFLICT (customer_id) DO UPDATE SET seq = excluded.seq, "
-                "hash = excluded.hash, facts = excluded.facts",
+            recorder.insert_rows(
+                self._cursor,
+                self._heads,
+                _HEAD_COLUMNS,
                 [(h.customer_id, h.seq, h.hash, h.facts().decode()) for h in heads],
+                upsert="customer_id",
             )
         leaves = [(i, h.hex()) for level, i, h in tree if level == 0]
         nodes = [(level, i, h.hex()) for level, i, h in tree if level > 0]
         if leaves:
-            self._cursor.executemany(
-                f"INSERT INTO {self._leaves} (leaf, hash) VALUES ({self._p}, {self._p})", leaves
-            )
+            recorder.insert_rows(self._cursor, self._leaves, _LEAF_COLUMNS, leaves)
         if nodes:
-            self._cursor.executemany(
-                f"INSERT INTO {self._nodes} (level, idx, hash) "
-                f"VALUES ({self._p}, {self._p}, {self._p})",
-                nodes,
-            )
+            recorder.insert_rows(self._cursor, self._nodes, _NODE_COLUMNS, nodes)
         if event_ids:
-            self._cursor.executemany(
-                f"INSERT INTO {self._ids} (event_id, customer_id, digest) "
-                f"VALUES ({self._p}, {self._p}, {self._p})",
-                list(event_ids),
-            )
+            recorder.insert_rows(self._cursor, self._ids, _ID_COLUMNS, event_ids)
         if mark is not None:
             self._cursor.execute(
                 f"INSERT INTO {self._marks} (name, position, fingerprint) "
@@ -293,18 +277,42 @@ class SealingTransaction:
 def select_heads(cursor: Any, recorder: Any, customer_ids: Sequence[str]) -> dict[str, StreamHead]:
     found: dict[str, StreamHead] = {}
     table = recorder.qualified(STREAM_HEADS)
-    for start in range(0, len(customer_ids), 500):
-        chunk = list(customer_ids[start : start + 500])
-        marks = ",".join([recorder.param] * len(chunk))
+    for condition, params in recorder.among("customer_id", "text", customer_ids):
         cursor.execute(
-            f"SELECT customer_id, seq, hash, facts FROM {table} WHERE customer_id IN ({marks})",
-            chunk,
+            f"SELECT customer_id, seq, hash, facts FROM {table} WHERE {condition}", params
         )
         for row in cursor.fetchall():
             found[row["customer_id"]] = StreamHead.stored(
                 row["customer_id"], int(row["seq"]), row["hash"], row["facts"]
             )
     return found
+
+
+# Each own table's columns with their PostgreSQL types: one multi-row statement per table and
+# batch (``insert_rows``).
+_Columns = tuple[tuple[str, str], ...]
+_HEAD_COLUMNS: _Columns = (
+    ("customer_id", "text"),
+    ("seq", "int8"),
+    ("hash", "text"),
+    ("facts", "text"),
+)
+_LEAF_COLUMNS: _Columns = (("leaf", "int8"), ("hash", "text"))
+_NODE_COLUMNS: _Columns = (("level", "int4"), ("idx", "int8"), ("hash", "text"))
+_ID_COLUMNS: _Columns = (("event_id", "text"), ("customer_id", "text"), ("digest", "text"))
+_EVENT_COLUMNS: _Columns = (
+    ("originator_id", "uuid"),
+    ("originator_version", "int8"),
+    ("topic", "text"),
+    ("state", "bytea"),
+)
+
+
+def _upsert_clause(columns: _Columns, key: str | None) -> str:
+    if key is None:
+        return ""
+    updates = ", ".join(f"{name} = excluded.{name}" for name, _ in columns if name != key)
+    return f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
 
 
 LEDGER_META = "cxl_ledger"
@@ -572,6 +580,32 @@ class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
         if tracking is not None:
             self._insert_tracking(cursor, tracking)
 
+    def among(
+        self, column: str, kind: str, values: Sequence[Any]
+    ) -> Iterator[tuple[str, list[Any]]]:
+        """``column`` is one of ``values``: a condition and its parameters per 500 values
+        (SQLite's limit on parameters is 999 in older builds)."""
+        for start in range(0, len(values), 500):
+            chunk = list(values[start : start + 500])
+            yield f"{column} IN ({','.join('?' * len(chunk))})", chunk
+
+    def insert_rows(
+        self,
+        cursor: Any,
+        table: str,
+        columns: _Columns,
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        upsert: str | None = None,
+    ) -> None:
+        """Insert ``rows`` into ``table`` (one prepared statement, executed per row in C)."""
+        names = ", ".join(name for name, _ in columns)
+        marks = ", ".join("?" for _ in columns)
+        cursor.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({marks}){_upsert_clause(columns, upsert)}",
+            rows,
+        )
+
     @contextmanager
     def sealing(self) -> Iterator[SealingTransaction]:
         try:
@@ -664,9 +698,39 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
     def insert_within(
         self, cursor: Any, rows: Sequence[tuple[UUID, int, str, bytes]], tracking: Tracking | None
     ) -> None:
+        """The library's tracking row and notification, and the event rows in one statement
+        (``insert_rows``) instead of the library's array of composite values, which psycopg
+        writes as escaped text."""
         self._insert_events(cursor, [], tracking=tracking)
         if rows:
-            self._insert_stored_events(cursor, [StoredEvent(*r) for r in rows])
+            self._notify_channel(cursor)
+            self.insert_rows(cursor, self.qualified(self.events_table_name), _EVENT_COLUMNS, rows)
+
+    def among(
+        self, column: str, kind: str, values: Sequence[Any]
+    ) -> Iterator[tuple[str, list[Any]]]:
+        """``column`` is one of ``values``: one condition over a binary array of them."""
+        if values:
+            yield f"{column} = ANY(%b::{kind}[])", [list(values)]
+
+    def insert_rows(
+        self,
+        cursor: Any,
+        table: str,
+        columns: _Columns,
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        upsert: str | None = None,
+    ) -> None:
+        """Insert ``rows`` into ``table`` with one statement: a binary array per column, zipped
+        back into rows by ``unnest`` (one round trip and one plan, not one per row)."""
+        names = ", ".join(name for name, _ in columns)
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)
+        cursor.execute(
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})"
+            f"{_upsert_clause(columns, upsert)}",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
 
     @contextmanager
     def sealing(self) -> Iterator[SealingTransaction]:
