@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -395,6 +396,27 @@ def _install_stop_handlers(stop: Any) -> None:
         signal.signal(sig, lambda *_: stop())
 
 
+class _StopSignals:
+    """SIGINT/SIGTERM caught from a command's first line, not from when its pipeline exists: a
+    service stopped while it still connects (a slow broker, a database that is starting) exits
+    cleanly with 0 instead of dying of the signal. ``bind`` hands the request to what runs."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._stop: Callable[[], None] | None = None
+        _install_stop_handlers(self._request)
+
+    def _request(self) -> None:
+        self.requested = True
+        if self._stop is not None:
+            self._stop()
+
+    def bind(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        if self.requested:
+            stop()
+
+
 @app.command()
 def consume(
     ctx: typer.Context,
@@ -418,6 +440,7 @@ def consume(
     fmt: Annotated[Format, typer.Option("--format", help="Summary format.")] = Format.table,
 ) -> None:
     """Run the ingest consumer: events topic → validate → seal (→ relay). Stops on SIGINT/SIGTERM."""
+    signals = _StopSignals()
     settings = _ctx(ctx).settings
     if group is not None:
         settings = load_settings(**{**settings.model_dump(), "consumer_group": group})
@@ -436,6 +459,7 @@ def consume(
             accept_reset=accept_reset,
             until_idle=until_idle,
             relay=relay,
+            signals=signals,
         )
     _summary(_ingest_summary(stats), fmt, stats.anomalies)
 
@@ -449,9 +473,10 @@ def run_ingest(
     accept_reset: bool,
     until_idle: bool,
     relay: bool,
+    signals: _StopSignals | None = None,
 ) -> IngestStats:
     """Ingest with ``settings.ingest_workers`` processes (in this one when 1), relaying from here;
-    progress on stderr, SIGINT/SIGTERM stop it cleanly."""
+    progress on stderr, SIGINT/SIGTERM stop it cleanly (``signals``: caught since earlier)."""
     ticker = Ticker("consuming")
 
     def progress(s: IngestStats) -> None:
@@ -470,7 +495,7 @@ def run_ingest(
         relay=relay,
         on_progress=progress,
     )
-    _install_stop_handlers(pipeline.stop)
+    (signals or _StopSignals()).bind(pipeline.stop)
     with ticker.running():
         return pipeline.run(until_idle=until_idle)
 

@@ -215,19 +215,14 @@ class SealingTransaction:
         indexed = set(self.known_events([event_id for event_id, _ in events]))
         return LedgerTail(size, last_leaf, events, indexed)
 
-    def stream_ends(self, customer_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
-        """Per customer with a stream, its last row: (stream version, stored state), through
-        the events table's (originator_id, version) key."""
+    def stream_ends(self, stream_ids: dict[str, UUID]) -> dict[str, tuple[int, bytes]]:
+        """Per customer with a stream, its last row: (stream version, stored state), one probe
+        of the events table's (originator_id, version) key per stream (``stream_ids``: each
+        customer's stream id)."""
         ends: dict[str, tuple[int, bytes]] = {}
-        ids = {self._recorder.id_param(relationship_id(c)): c for c in customer_ids}
-        for condition, params in self._recorder.among("e.originator_id", "uuid", list(ids)):
-            self._cursor.execute(
-                f"SELECT e.originator_id, e.originator_version, e.state FROM {self._events} e "
-                f"WHERE {condition} AND e.originator_version = "
-                f"(SELECT MAX(v.originator_version) FROM {self._events} v "
-                "WHERE v.originator_id = e.originator_id)",
-                params,
-            )
+        ids = {self._recorder.id_param(stream): c for c, stream in stream_ids.items()}
+        for statement, params in self._recorder.last_rows(self._events, list(ids)):
+            self._cursor.execute(statement, params)
             for r in self._cursor.fetchall():
                 customer = ids[r["originator_id"]]
                 ends[customer] = (int(r["originator_version"]), bytes(r["state"]))
@@ -589,6 +584,18 @@ class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
             chunk = list(values[start : start + 500])
             yield f"{column} IN ({','.join('?' * len(chunk))})", chunk
 
+    def last_rows(self, events: str, stream_ids: list[Any]) -> Iterator[tuple[str, list[Any]]]:
+        """Statements selecting the last row of each of these streams (SQLite answers a
+        correlated ``MAX`` from the key's last entry)."""
+        for condition, params in self.among("e.originator_id", "uuid", stream_ids):
+            yield (
+                f"SELECT e.originator_id, e.originator_version, e.state FROM {events} e "
+                f"WHERE {condition} AND e.originator_version = "
+                f"(SELECT MAX(v.originator_version) FROM {events} v "
+                "WHERE v.originator_id = e.originator_id)",
+                params,
+            )
+
     def insert_rows(
         self,
         cursor: Any,
@@ -713,6 +720,19 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
         if values:
             yield f"{column} = ANY(%b::{kind}[])", [list(values)]
 
+    def last_rows(self, events: str, stream_ids: list[Any]) -> Iterator[tuple[str, list[Any]]]:
+        """One statement selecting the last row of each of these streams: a backward scan of
+        the key, one row deep, per stream (a correlated ``MAX`` over ``= ANY`` was planned as a
+        scan of every row of those streams)."""
+        if stream_ids:
+            yield (
+                "SELECT e.originator_id, e.originator_version, e.state "
+                "FROM unnest(%b::uuid[]) AS s(id) CROSS JOIN LATERAL "
+                f"(SELECT originator_id, originator_version, state FROM {events} "
+                "WHERE originator_id = s.id ORDER BY originator_version DESC LIMIT 1) AS e",
+                [stream_ids],
+            )
+
     def insert_rows(
         self,
         cursor: Any,
@@ -722,9 +742,15 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
         *,
         upsert: str | None = None,
     ) -> None:
-        """Insert ``rows`` into ``table`` with one statement: a binary array per column, zipped
-        back into rows by ``unnest`` (one round trip and one plan, not one per row)."""
+        """Insert ``rows`` into ``table``: plain rows by ``COPY`` (formatted in C, one
+        round trip), an upsert as one statement over a binary array per column zipped back into
+        rows by ``unnest``; never one statement per row."""
         names = ", ".join(name for name, _ in columns)
+        if upsert is None:
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
         arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)
         cursor.execute(
             f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})"

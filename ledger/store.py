@@ -659,7 +659,6 @@ class LedgerStore:
         table is written with one statement per batch."""
         report = SealReport()
         touched: dict[str, StreamHead] = {}
-        stream_ids: dict[str, UUID] = {}
         try:
             with self.recorder.sealing() as tx:
                 if tracking is not None and tx.has_tracking(tracking):
@@ -669,7 +668,8 @@ class LedgerStore:
                 recorded_at = format_instant(at)
                 timestamp = stored_timestamp(at)
                 known = tx.known_events(list({e.event_id for e in events}))
-                heads = self._heads(tx, {e.customer_id for e in events})
+                stream_ids = {c: relationship_id(c) for c in {e.customer_id for e in events}}
+                heads = self._heads(tx, stream_ids)
                 rows: list[tuple[UUID, int, str, bytes]] = []
                 id_rows: list[tuple[str, str, str]] = []
                 sealed_hashes: list[str] = []
@@ -691,9 +691,7 @@ class LedgerStore:
                             report.rejected.append(Rejection(event, REUSED_ID))
                         continue
                     known[event.event_id] = KnownEvent(customer_id, digest)
-                    stream = stream_ids.get(customer_id)
-                    if stream is None:
-                        stream = stream_ids[customer_id] = relationship_id(customer_id)
+                    stream = stream_ids[customer_id]
                     if head is None:
                         head = StreamHead(customer_id)
                         rows.append(
@@ -819,14 +817,15 @@ class LedgerStore:
         for customer_id in heads:
             self._cache.pop(customer_id, None)
 
-    def _heads(self, tx: SealingTransaction, customer_ids: set[str]) -> dict[str, StreamHead]:
+    def _heads(self, tx: SealingTransaction, stream_ids: dict[str, UUID]) -> dict[str, StreamHead]:
         """The heads of these customers' streams (absent: no stream yet), from the cache or,
-        for the others, their stored rows, read inside the transaction."""
-        found = {c: h for c in customer_ids if (h := self._cache.get(c)) is not None}
-        missing = [c for c in customer_ids if c not in found]
+        for the others, their stored rows, read inside the transaction (``stream_ids``: each
+        customer's stream id)."""
+        found = {c: h for c in stream_ids if (h := self._cache.get(c)) is not None}
+        missing = [c for c in stream_ids if c not in found]
         if missing:
             stored = tx.heads(missing)
-            _check_heads(stored, tx.stream_ends(missing))
+            _check_heads(stored, tx.stream_ends({c: stream_ids[c] for c in missing}))
             found.update(stored)
         return found
 
