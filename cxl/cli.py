@@ -276,10 +276,11 @@ def root(
 
 
 def _check_files(files: list[Path]) -> None:
+    """Each a readable file or stream (a pipe or ``/dev/stdin`` is read as a file is)."""
     for path in files:
         if path.is_dir():
             raise ConfigError(f"{path}: is a directory, not a JSON-lines file")
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"{path}: no such file")
         try:
             with path.open("rb"):

@@ -53,12 +53,12 @@ _NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 # C0, DEL and C1 controls anywhere; in identifiers (which reports print in columns) also line and
 # paragraph separators, bidirectional overrides and isolates, and U+FEFF, which let a value
 # rearrange or hide what is printed beside it.
-_IDENT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]*$"
-_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+IDENT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 _PATTERN_REASONS = {
-    _IDENT_PATTERN: "control, separator and bidirectional formatting characters are not allowed "
+    IDENT_PATTERN: "control, separator and bidirectional formatting characters are not allowed "
     "in an identifier",
-    _TEXT_PATTERN: "control characters are not allowed (tab, CR and LF are)",
+    TEXT_PATTERN: "control characters are not allowed (tab, CR and LF are)",
 }
 # Fields that may carry personal data: sealed encrypted with the customer's key (ledger.personal).
 PERSONAL: JsonDict = {"x-personal": True}
@@ -83,10 +83,10 @@ Instant = Annotated[
     ),
 ]
 Text = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=_TEXT_PATTERN)
+    str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN)
 ]
 Ident = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_IDENT_CHARS, pattern=_IDENT_PATTERN)
+    str, StringConstraints(min_length=1, max_length=MAX_IDENT_CHARS, pattern=IDENT_PATTERN)
 ]
 
 

@@ -23,6 +23,20 @@ from ledger.instants import parse_duration, parse_severity_targets
 _SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
+def withhold_from_libpq() -> list[str]:
+    """Remove libpq's own variables (``PG*``: ``PGOPTIONS``, ``PGSERVICE``, ``PGTARGETSESSIONATTRS``
+    …) from this process's environment, before a PostgreSQL connection is made.
+
+    libpq fills every connection parameter the ledger does not give from them, so a variable set
+    for ``psql`` would silently reach the ledger's sessions (a read-only target, other options, a
+    service file naming another server). ``CXL_STORE`` alone decides the connection; worker
+    processes inherit the cleaned environment. Returns the names removed."""
+    names = [name for name in os.environ if name.startswith("PG")]
+    for name in names:
+        del os.environ[name]
+    return names
+
+
 @dataclass(frozen=True)
 class ComplaintTargets:
     """Service-level targets for complaints, per severity 1–5: time to acknowledge, to resolve."""

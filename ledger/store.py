@@ -84,7 +84,7 @@ from ledger.relationship import (
     sealed_state,
     stored_timestamp,
 )
-from ledger.settings import Settings
+from ledger.settings import Settings, withhold_from_libpq
 from ledger.stream_head import StreamHead
 from ledger.transcoder import OrjsonTranscoder
 
@@ -1013,6 +1013,7 @@ def _postgres_setup(env: dict[str, str]) -> Iterator[None]:
         return
     import psycopg
 
+    withhold_from_libpq()
     schema = env.get("POSTGRES_SCHEMA", "public")
     try:
         conn = psycopg.connect(

@@ -134,9 +134,10 @@ def cxl_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def run_cxl(
-    args: list[str], env: dict[str, str], timeout: float = 120
+    args: list[str], env: dict[str, str], timeout: float = 120, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real ``cxl`` entry point in a child process, as a user would."""
+    """Run the real ``cxl`` entry point in a child process, as a user would (``input``: its
+    standard input)."""
     return subprocess.run(
         [sys.executable, "-m", "cxl.cli", *args],
         env=env,
@@ -144,6 +145,7 @@ def run_cxl(
         text=True,
         timeout=timeout,
         check=False,
+        input=input,
     )
 
 

@@ -9,6 +9,7 @@ sealed ones. Replay a failure with the printed ``@reproduce_failure`` blob or ``
 
 from __future__ import annotations
 
+import re
 import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,7 +19,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.contract import EARLIEST, LATEST, parse_event
+from ledger.contract import EARLIEST, IDENT_PATTERN, LATEST, TEXT_PATTERN, parse_event
 from ledger.store import LedgerStore
 from projections.export import export_all
 from projections.live import open_caught_up
@@ -27,8 +28,13 @@ from projections.trust_gap import trust_gap
 from projections.views import VIEWS
 from tests.events import raw
 
-_ident_chars = st.characters(blacklist_categories=("Cs", "Cc"))
-_text_chars = st.one_of(_ident_chars, st.sampled_from("\t\n\r"))
+# Every character the contract accepts in an identifier or a text (its own patterns decide).
+_ident_chars = st.characters(blacklist_categories=("Cs",)).filter(
+    lambda c: re.fullmatch(IDENT_PATTERN, c) is not None
+)
+_text_chars = st.characters(blacklist_categories=("Cs",)).filter(
+    lambda c: re.fullmatch(TEXT_PATTERN, c) is not None
+)
 ident = st.text(_ident_chars, min_size=1, max_size=128)
 text = st.text(_text_chars, min_size=1, max_size=300) | st.just("é" * 4000)
 offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(

@@ -57,6 +57,11 @@ def test_the_dashboard_renders_and_moves_when_events_arrive(served: Served, tmp_
             assert re.match(r"\d{4}-\d\d-\d\dT", page.locator("#as-of").inner_text())
             page.wait_for_selector("#verification.ok", timeout=60_000)
             assert "verify ok" in page.locator("#verification").inner_text()
+            # Sealed is not yet projected: the page moves once the projection has the seed.
+            page.wait_for_function(
+                "document.querySelector(\"[data-kpi='promises-made'] b\").textContent === '3'",
+                timeout=60_000,
+            )
             made = page.locator("[data-kpi='promises-made'] b")
             before = made.inner_text()
 

@@ -56,6 +56,17 @@ def test_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
     assert "nope.jsonl: no such file" in result.stderr
 
 
+def test_a_pipe_is_read_as_a_file_is(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    events = [event_dict(customer_id="c1", promise_id=f"p{i}") for i in range(3)]
+    write_jsonl(tmp_path / "a.jsonl", events)
+    piped = run_cxl(
+        ["ingest", "/dev/stdin"], cxl_env(settings), input=(tmp_path / "a.jsonl").read_text()
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert "sealed 3" in piped.stdout
+
+
 def test_an_event_id_reused_under_another_customer_is_rejected_with_its_reason(
     tmp_path: Path,
 ) -> None:

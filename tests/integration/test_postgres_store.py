@@ -3,10 +3,12 @@ terminated, and a statement timeout, so that nothing waits forever behind a lock
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from ledger.settings import Settings
 from ledger.store import LedgerStore, StoreTuning
@@ -72,3 +74,17 @@ def test_store_tuning_reaches_the_connection(postgres_database: str) -> None:
             cursor.execute("SHOW statement_timeout")
             assert cursor.fetchone()["statement_timeout"] == "7500ms"
         assert store.recorder.datastore.pool.min_size == 3  # type: ignore[union-attr]
+
+
+def test_libpq_variables_in_the_environment_do_not_reach_the_connection(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each would change the session if libpq read it: refuse a read-write server, rename it.
+    monkeypatch.setenv("PGTARGETSESSIONATTRS", "read-only")
+    monkeypatch.setenv("PGAPPNAME", "from-the-environment")
+    with LedgerStore(_url(postgres_database)) as store:
+        assert store.seal([valid(customer_id="c1", promise_id="p1")]).sealed == 1
+        with store.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[union-attr]
+            cursor.execute("SHOW application_name")
+            assert cursor.fetchone()["application_name"] != "from-the-environment"
+    assert "PGTARGETSESSIONATTRS" not in os.environ
