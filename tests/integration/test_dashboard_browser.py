@@ -59,7 +59,9 @@ def test_the_dashboard_renders_and_moves_when_events_arrive(served: Served, tmp_
             assert "verify ok" in page.locator("#verification").inner_text()
             # Sealed is not yet projected: the page moves once the projection has the seed.
             page.wait_for_function(
-                "document.querySelector(\"[data-kpi='promises-made'] b\").textContent === '3'",
+                "seeded => document.querySelector(\"[data-kpi='promises-made'] b\")"
+                ".textContent === seeded",
+                arg="3",
                 timeout=60_000,
             )
             made = page.locator("[data-kpi='promises-made'] b")
