@@ -173,14 +173,7 @@ class SealingTransaction:
         return None if row is None else bytes(row["state"])
 
     def known_events(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
-        known: dict[str, KnownEvent] = {}
-        for condition, params in self._recorder.among("event_id", "text", event_ids):
-            self._cursor.execute(
-                f"SELECT event_id, customer_id, digest FROM {self._ids} WHERE {condition}", params
-            )
-            for row in self._cursor.fetchall():
-                known[row["event_id"]] = KnownEvent(row["customer_id"], row["digest"])
-        return known
+        return select_known(self._cursor, self._recorder, event_ids)
 
     def heads(self, customer_ids: Sequence[str]) -> dict[str, StreamHead]:
         """The stored heads of those customers that have a stream."""
@@ -267,6 +260,19 @@ class SealingTransaction:
                 "position = excluded.position, fingerprint = excluded.fingerprint",
                 list(mark),
             )
+
+
+def select_known(cursor: Any, recorder: Any, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
+    """The event-id index's rows of those of ``event_ids`` that are sealed."""
+    known: dict[str, KnownEvent] = {}
+    table = recorder.qualified("cxl_event_ids")
+    for condition, params in recorder.among("event_id", "text", event_ids):
+        cursor.execute(
+            f"SELECT event_id, customer_id, digest FROM {table} WHERE {condition}", params
+        )
+        for row in cursor.fetchall():
+            known[row["event_id"]] = KnownEvent(row["customer_id"], row["digest"])
+    return known
 
 
 def select_heads(cursor: Any, recorder: Any, customer_ids: Sequence[str]) -> dict[str, StreamHead]:
@@ -425,6 +431,15 @@ class _LedgerCounts:
                 f"VALUES ({self.param}, {self.param}) ON CONFLICT (name) {action}",
                 [name, value],
             )
+
+    @_reconnecting
+    def known_events(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
+        """The sealed ones of ``event_ids``, read outside any sealing transaction: a writer's
+        guess, checked by the index's key when it inserts."""
+        if not event_ids:
+            return {}
+        with self.datastore.transaction(commit=False) as c:
+            return select_known(c, self, event_ids)
 
     @_reconnecting
     def stream_heads(self, customer_ids: Sequence[str]) -> dict[str, StreamHead]:

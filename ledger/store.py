@@ -25,6 +25,7 @@ append to the same stream, the loser of the race re-reads it and retries (``CONF
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -168,6 +169,20 @@ class _SealedForms:
 
     sealed: list[tuple[bytes, str, str | None] | None] = field(default_factory=list)
     erased: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Decision:
+    """What ``LedgerStore._decide`` decided for a batch sealed at ``at``: the report, the event
+    rows (customer, stream version, topic, stored state), the event-id rows, the new events'
+    seal hashes in order, and the heads advanced."""
+
+    at: datetime
+    report: SealReport = field(default_factory=SealReport)
+    rows: list[tuple[str, int, str, bytes]] = field(default_factory=list)
+    id_rows: list[tuple[str, str, str]] = field(default_factory=list)
+    sealed_hashes: list[str] = field(default_factory=list)
+    touched: dict[str, StreamHead] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +350,8 @@ class LedgerStore:
         self.recorder: LedgerRecorder = self._app.recorder  # type: ignore[assignment]
         self._cache: OrderedDict[str, StreamHead] = OrderedDict()
         self._cache_size = cache_size
+        # One seal at a time per store object: a seal advances cached heads before it commits.
+        self._sealing = threading.Lock()
         if read_only:
             self._require_ledger_tables()
         self._check_plain_json()
@@ -572,7 +589,16 @@ class LedgerStore:
         nothing is written. Ingest uses it to dead-letter refusals first, so a crash can duplicate
         a dead letter but never lose one.
         """
-        events = list(events)
+        with self._sealing:
+            return self._seal(list(events), tracking, before_commit, mark)
+
+    def _seal(
+        self,
+        events: list[ValidEvent],
+        tracking: Tracking | None,
+        before_commit: Callable[[SealReport], None] | None,
+        mark: str | None,
+    ) -> SealReport:
         try:
             forms = self._sealed_forms(events)
         except PersistenceError as exc:
@@ -656,111 +682,150 @@ class LedgerStore:
     ) -> SealReport:
         """One sealing transaction. Each event is canonicalised once (at validation), its personal
         fields sealed once, hashed once, and its stored row written from those same bytes; every
-        table is written with one statement per batch."""
-        report = SealReport()
-        touched: dict[str, StreamHead] = {}
+        table is written with one statement per batch.
+
+        When every customer of the batch has a cached head (a writer's steady state), the chain
+        is decided before the write lock is taken, against those heads, the event-id index as
+        read then and the clock then (``_decide``); under the lock it is kept only if no seal
+        instant later than that clock was stored meanwhile, else decided again there. Whatever
+        else changed meanwhile — another writer sealed one of these event ids or extended one of
+        these streams — makes the insert violate a key, and the whole batch is decided again
+        from the store (``seal``'s retry). So the lock is held for the inserts and the commit,
+        not for the hashing."""
+        stream_ids = {c: relationship_id(c) for c in {e.customer_id for e in events}}
+        event_ids = list({e.event_id for e in events})
+        plan: _Decision | None = None
         try:
+            cached = {c: h for c in stream_ids if (h := self._cache.get(c)) is not None}
+            if events and len(cached) == len(stream_ids):
+                plan = self._decide(
+                    events, forms, self._clock(), self.recorder.known_events(event_ids), cached
+                )
             with self.recorder.sealing() as tx:
                 if tracking is not None and tx.has_tracking(tracking):
-                    report.already_done = True
-                    return report
-                at = self._seal_instant(tx)
-                recorded_at = format_instant(at)
-                timestamp = stored_timestamp(at)
-                known = tx.known_events(list({e.event_id for e in events}))
-                stream_ids = {c: relationship_id(c) for c in {e.customer_id for e in events}}
-                heads = self._heads(tx, stream_ids)
-                rows: list[tuple[UUID, int, str, bytes]] = []
-                id_rows: list[tuple[str, str, str]] = []
-                sealed_hashes: list[str] = []
-                anomalies = report.anomalies
-                for event, form in zip(events, forms.sealed, strict=True):
-                    customer_id = event.customer_id
-                    head = touched.get(customer_id) or heads.get(customer_id)
-                    if form is None or (head is not None and head.erased):
-                        report.erased += 1
-                        continue
-                    canonical, digest, kid = form
-                    if kid is not None and head is not None and head.kid not in (None, kid):
-                        self._require_personal().check_stream(customer_id, head.kid)
-                    seen = known.get(event.event_id)
-                    if seen is not None:
-                        if seen.digest == digest:
-                            report.duplicates += 1
-                        else:
-                            report.rejected.append(Rejection(event, REUSED_ID))
-                        continue
-                    known[event.event_id] = KnownEvent(customer_id, digest)
-                    stream = stream_ids[customer_id]
-                    if head is None:
-                        head = StreamHead(customer_id)
-                        rows.append(
-                            (stream, 1, CREATED_TOPIC, created_state(customer_id, timestamp))
-                        )
-                    touched[customer_id] = head
-                    for name in head.anomalies_of(event.body):
-                        anomalies[name] = anomalies.get(name, 0) + 1
-                    seq = head.seq + 1
-                    hash_ = seal_hash(head.hash, canonical, seq, recorded_at)
-                    # Stored as orjson writes the canonical body, so that verify can rebuild the
-                    # stored bytes exactly from the hashed content; the same bytes, except for
-                    # the rare body orjson cannot write canonically.
-                    stored_body = (
-                        canonical
-                        if event.encode is orjson_canonical
-                        else orjson.dumps(orjson.loads(canonical))
+                    if plan is not None:
+                        self._forget_heads(plan.touched)
+                    return SealReport(already_done=True)
+                last = self._last_instant(tx)
+                if plan is not None and last is not None and last > plan.at:
+                    self._forget_heads(plan.touched)
+                    plan = None
+                if plan is None:
+                    now = self._clock()
+                    plan = self._decide(
+                        events,
+                        forms,
+                        now if last is None else max(now, last),
+                        tx.known_events(event_ids),
+                        self._heads(tx, stream_ids),
                     )
-                    rows.append(
-                        (
-                            stream,
-                            seq + 1,
-                            SEALED_TOPIC,
-                            sealed_state(
-                                stored_body,
-                                event.event_id,
-                                seq,
-                                head.hash,
-                                hash_,
-                                recorded_at,
-                                timestamp,
-                            ),
-                        )
-                    )
-                    head.note(event.body, seq, hash_, kid)
-                    sealed_hashes.append(hash_)
-                    id_rows.append((event.event_id, customer_id, digest))
-                    report.sealed += 1
                 if before_commit is not None:
-                    before_commit(report)
-                if rows or tracking is not None:
+                    before_commit(plan.report)
+                if plan.rows or tracking is not None:
                     mark_row = (
                         None
                         if tracking is None
                         else (tracking.application_name, tracking.notification_id, mark or "")
                     )
-                    tree = _grown_tree(tx, sealed_hashes) if self._merkle else []
+                    tree = _grown_tree(tx, plan.sealed_hashes) if self._merkle else []
                     tx.insert(
-                        rows,
+                        [
+                            (stream_ids[c], version, topic, state)
+                            for c, version, topic, state in plan.rows
+                        ],
                         tracking=tracking,
-                        event_ids=id_rows,
+                        event_ids=plan.id_rows,
                         mark=mark_row,
                         tree=tree,
-                        heads=list(touched.values()),
+                        heads=list(plan.touched.values()),
                     )
         except PersistenceError as exc:
-            self._forget_heads(touched)
+            if plan is not None:
+                self._forget_heads(plan.touched)
             if isinstance(exc, IntegrityError | OperationalError | InterfaceError):
                 raise
             raise StoreError(
                 f"could not write the ledger store {_redact(self.url)}: {exc}"
             ) from exc
         except BaseException:
-            self._forget_heads(touched)
+            if plan is not None:
+                self._forget_heads(plan.touched)
             raise
-        for customer_id, head in touched.items():
+        for customer_id, head in plan.touched.items():
             self._remember(customer_id, head)
         self._trim()
-        return report
+        return plan.report
+
+    def _decide(
+        self,
+        events: list[ValidEvent],
+        forms: _SealedForms,
+        at: datetime,
+        known: dict[str, KnownEvent],
+        heads: dict[str, StreamHead],
+    ) -> _Decision:
+        """What sealing ``events`` at ``at`` onto ``heads`` (absent: no stream yet) writes, given
+        the ``known`` event ids: each event sealed, a duplicate, refused (an id reused with other
+        content) or dropped (its customer is erased); each new stream's creation row; the chain;
+        the heads it leaves. The heads it extends are advanced in place (``touched``): whoever
+        does not commit the decision forgets them (``_forget_heads``)."""
+        plan = _Decision(at)
+        report = plan.report
+        touched = plan.touched
+        recorded_at = format_instant(at)
+        timestamp = stored_timestamp(at)
+        known = dict(known)
+        anomalies = report.anomalies
+        for event, form in zip(events, forms.sealed, strict=True):
+            customer_id = event.customer_id
+            head = touched.get(customer_id) or heads.get(customer_id)
+            if form is None or (head is not None and head.erased):
+                report.erased += 1
+                continue
+            canonical, digest, kid = form
+            if kid is not None and head is not None and head.kid not in (None, kid):
+                self._require_personal().check_stream(customer_id, head.kid)
+            seen = known.get(event.event_id)
+            if seen is not None:
+                if seen.digest == digest:
+                    report.duplicates += 1
+                else:
+                    report.rejected.append(Rejection(event, REUSED_ID))
+                continue
+            known[event.event_id] = KnownEvent(customer_id, digest)
+            if head is None:
+                head = StreamHead(customer_id)
+                plan.rows.append(
+                    (customer_id, 1, CREATED_TOPIC, created_state(customer_id, timestamp))
+                )
+            touched[customer_id] = head
+            for name in head.anomalies_of(event.body):
+                anomalies[name] = anomalies.get(name, 0) + 1
+            seq = head.seq + 1
+            hash_ = seal_hash(head.hash, canonical, seq, recorded_at)
+            # Stored as orjson writes the canonical body, so that verify can rebuild the stored
+            # bytes exactly from the hashed content; the same bytes, except for the rare body
+            # orjson cannot write canonically.
+            stored_body = (
+                canonical
+                if event.encode is orjson_canonical
+                else orjson.dumps(orjson.loads(canonical))
+            )
+            plan.rows.append(
+                (
+                    customer_id,
+                    seq + 1,
+                    SEALED_TOPIC,
+                    sealed_state(
+                        stored_body, event.event_id, seq, head.hash, hash_, recorded_at, timestamp
+                    ),
+                )
+            )
+            head.note(event.body, seq, hash_, kid)
+            plan.sealed_hashes.append(hash_)
+            plan.id_rows.append((event.event_id, customer_id, digest))
+            report.sealed += 1
+        return plan
 
     def forget(self, customer_id: str, reason: str) -> Forgetting:
         """Erase ``customer_id``: destroy their data key, then seal ``customer.erased``.
@@ -788,14 +853,13 @@ class LedgerStore:
             raise ErasureIncompleteError(customer_id, exc) from exc
         return Forgetting(kid, sealed)
 
-    def _seal_instant(self, tx: SealingTransaction) -> datetime:
-        """Now, or the store's last seal instant if this clock is behind it: never earlier."""
-        now = self._clock()
+    @staticmethod
+    def _last_instant(tx: SealingTransaction) -> datetime | None:
+        """The store's last seal instant (None: nothing sealed yet): a seal is never earlier."""
         last = tx.last_state()
         if last is None:
-            return now
-        previous = datetime.fromisoformat(orjson.loads(last)["recorded_at"])
-        return max(now, previous)
+            return None
+        return datetime.fromisoformat(orjson.loads(last)["recorded_at"])
 
     def record_position(self, tracking: Tracking, mark: str | None = None) -> None:
         """Record a source position with nothing to seal (e.g. a batch of rejects only)."""

@@ -104,6 +104,31 @@ def test_a_writer_that_lost_a_race_rereads_the_stream_and_retries(store_url: str
         assert verify_chains(first).events == 3
 
 
+def test_an_event_sealed_by_another_writer_after_this_one_decided_is_a_duplicate(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``first`` decides its batch before taking the write lock (its head of c1 is cached); the
+    # other writer seals the same event in between. The insert's key refuses the decision, and
+    # the batch decided again from the store finds the event sealed: a duplicate, sealed once.
+    late = valid("promise.kept", customer_id="c1", promise_id="a")
+    with LedgerStore(store_url) as first, LedgerStore(store_url) as second:
+        first.seal([valid(customer_id="c1", promise_id="a")])
+        guess = first.recorder.known_events
+
+        def guess_then_another_writer_seals(event_ids: list[str]) -> object:
+            known = guess(event_ids)
+            second.seal([late])
+            return known
+
+        monkeypatch.setattr(first.recorder, "known_events", guess_then_another_writer_seals)
+        report = first.seal([late])
+        assert (report.sealed, report.duplicates) == (0, 1)
+        assert [e.seq for e in first.stream("c1")] == [1, 2]
+        from ledger.audit import verify_chains
+
+        assert verify_chains(first).events == 2
+
+
 def test_an_event_id_reused_under_another_customer_is_a_conflict(store_url: str) -> None:
     event = event_dict(customer_id="alice")
     elsewhere = {**event, "customer_id": "bob"}

@@ -180,6 +180,25 @@ def test_recorded_at_running_backwards_along_the_ledger_is_caught(tmp_path: Path
     assert [e.recorded_at for e in sealed] == ["2026-06-01T00:00:00.000000Z"] * 2
 
 
+def test_a_cached_stream_sealed_by_a_clock_behind_the_store_takes_the_stores_last_instant(
+    tmp_path: Path,
+) -> None:
+    # The second seal extends a cached stream: decided before the write lock at the clock's
+    # (earlier) instant, then decided again under it, because the store's last seal is later.
+    times = ["2026-06-01T00:00:00+00:00", "2026-05-01T00:00:00+00:00"]
+
+    def clock() -> datetime:
+        return datetime.fromisoformat(times.pop(0) if len(times) > 1 else times[0])
+
+    with LedgerStore(str(tmp_path / "l.sqlite"), clock=clock) as store:
+        store.seal([valid(customer_id="a", promise_id="p1")])
+        store.seal([valid("promise.kept", customer_id="a", promise_id="p1")])
+        sealed = [e for page in store.read() for e in page]
+        assert verify_chains(store).events == 2
+    assert [e.recorded_at for e in sealed] == ["2026-06-01T00:00:00.000000Z"] * 2
+    assert [e.seq for e in sealed] == [1, 2]
+
+
 def test_a_rehashed_chain_that_backdates_an_event_is_caught(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     clock = iter(["2026-06-01T00:00:00+00:00", "2026-06-02T00:00:00+00:00"])
