@@ -15,10 +15,14 @@ Two tables join the library's stored events and tracking, written in the same tr
   instead of replaying their stream. ``cxl verify`` folds every stream and compares.
 
 ``sealing()`` is the only write path: a transaction that holds the store's write lock from its
-first statement (``BEGIN IMMEDIATE`` on SQLite, ``LOCK TABLE`` on PostgreSQL), so that everything
-decided inside it (the seal instant, seqs, hashes) is decided against the store as it will be when
-the transaction commits. That is what keeps ``recorded_at`` non-decreasing along the ledger order
-when several writers share a store.
+first statement (``BEGIN IMMEDIATE`` on SQLite, ``LOCK TABLE`` on PostgreSQL) to its commit, so
+that what it checks (the store's last seal instant, the Merkle tree's edge) is the store as it will
+be when the transaction commits. A writer may decide a batch's seqs and hashes before taking the
+lock (``LedgerStore._seal_once``); it then keeps them only if no later seal instant was stored
+meanwhile, and the keys of the events table and of ``cxl_event_ids`` refuse them if another writer
+extended one of those streams or sealed one of those events first. That is what keeps
+``recorded_at`` non-decreasing along the ledger order, and every stream gapless, when several
+writers share a store.
 """
 
 from __future__ import annotations

@@ -586,8 +586,9 @@ class LedgerStore:
         ``mark`` is the fingerprint of the source record at ``tracking``'s position, kept so that a
         replaced source log can be recognised (``source_mark``). ``before_commit`` sees the
         decisions (what is sealed, duplicate, refused) before anything is written; if it raises,
-        nothing is written. Ingest uses it to dead-letter refusals first, so a crash can duplicate
-        a dead letter but never lose one.
+        nothing is written. Ingest uses it to dead-letter refusals first, so a crash (or a batch
+        decided again after another writer got there first) can duplicate a dead letter but
+        never lose one.
         """
         with self._sealing:
             return self._seal(list(events), tracking, before_commit, mark)
@@ -698,9 +699,9 @@ class LedgerStore:
         try:
             cached = {c: h for c in stream_ids if (h := self._cache.get(c)) is not None}
             if events and len(cached) == len(stream_ids):
-                plan = self._decide(
-                    events, forms, self._clock(), self.recorder.known_events(event_ids), cached
-                )
+                known = self.recorder.known_events(event_ids)
+                plan = _Decision(self._clock())
+                self._decide(plan, events, forms, known, cached)
             with self.recorder.sealing() as tx:
                 if tracking is not None and tx.has_tracking(tracking):
                     if plan is not None:
@@ -711,14 +712,11 @@ class LedgerStore:
                     self._forget_heads(plan.touched)
                     plan = None
                 if plan is None:
+                    known = tx.known_events(event_ids)
+                    heads = self._heads(tx, stream_ids)
                     now = self._clock()
-                    plan = self._decide(
-                        events,
-                        forms,
-                        now if last is None else max(now, last),
-                        tx.known_events(event_ids),
-                        self._heads(tx, stream_ids),
-                    )
+                    plan = _Decision(now if last is None else max(now, last))
+                    self._decide(plan, events, forms, known, heads)
                 if before_commit is not None:
                     before_commit(plan.report)
                 if plan.rows or tracking is not None:
@@ -758,22 +756,22 @@ class LedgerStore:
 
     def _decide(
         self,
+        plan: _Decision,
         events: list[ValidEvent],
         forms: _SealedForms,
-        at: datetime,
         known: dict[str, KnownEvent],
         heads: dict[str, StreamHead],
-    ) -> _Decision:
-        """What sealing ``events`` at ``at`` onto ``heads`` (absent: no stream yet) writes, given
-        the ``known`` event ids: each event sealed, a duplicate, refused (an id reused with other
-        content) or dropped (its customer is erased); each new stream's creation row; the chain;
-        the heads it leaves. The heads it extends are advanced in place (``touched``): whoever
-        does not commit the decision forgets them (``_forget_heads``)."""
-        plan = _Decision(at)
+    ) -> None:
+        """Fill ``plan``: what sealing ``events`` at ``plan.at`` onto ``heads`` (absent: no stream
+        yet) writes, given the ``known`` event ids: each event sealed, a duplicate, refused (an id
+        reused with other content) or dropped (its customer is erased); each new stream's
+        creation row; the chain; the heads it leaves. The heads it extends are advanced in place
+        and listed in ``plan.touched`` as they are, so that whoever does not commit the plan —
+        this raising halfway included — forgets them (``_forget_heads``)."""
         report = plan.report
         touched = plan.touched
-        recorded_at = format_instant(at)
-        timestamp = stored_timestamp(at)
+        recorded_at = format_instant(plan.at)
+        timestamp = stored_timestamp(plan.at)
         known = dict(known)
         anomalies = report.anomalies
         for event, form in zip(events, forms.sealed, strict=True):
@@ -825,7 +823,6 @@ class LedgerStore:
             plan.sealed_hashes.append(hash_)
             plan.id_rows.append((event.event_id, customer_id, digest))
             report.sealed += 1
-        return plan
 
     def forget(self, customer_id: str, reason: str) -> Forgetting:
         """Erase ``customer_id``: destroy their data key, then seal ``customer.erased``.

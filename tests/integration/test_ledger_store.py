@@ -84,6 +84,37 @@ def test_a_failure_before_commit_writes_nothing_and_forgets_nothing(store: Ledge
     assert [e.seq for e in store.stream("c1")] == [1]
 
 
+def test_a_batch_that_fails_halfway_through_its_chain_leaves_no_head_advanced(
+    store: LedgerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ledger.store
+
+    store.seal([valid(customer_id="a", promise_id="p1"), valid(customer_id="b", promise_id="p2")])
+    real, calls = ledger.store.seal_hash, []
+
+    def fails_on_the_second(*args: object) -> str:
+        calls.append(args)
+        if len(calls) == 2:
+            raise RuntimeError("halfway")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger.store, "seal_hash", fails_on_the_second)
+    with pytest.raises(RuntimeError):
+        store.seal(
+            [
+                valid("promise.kept", customer_id="a", promise_id="p1"),
+                valid("promise.kept", customer_id="b", promise_id="p2"),
+            ]
+        )
+    monkeypatch.undo()
+    # a's head was advanced in memory before the failure: it must not be sealed onto.
+    store.seal([valid("touchpoint.recorded", customer_id="a")])
+    assert [e.seq for e in store.stream("a")] == [1, 2]
+    from ledger.audit import verify_chains
+
+    assert verify_chains(store).events == 3
+
+
 def test_out_of_order_facts_are_sealed_and_counted_as_anomalies(store: LedgerStore) -> None:
     report = store.seal([valid("promise.kept", customer_id="c1"), valid(customer_id="c1")])
     assert report.sealed == 2
