@@ -138,6 +138,7 @@ def membership(settings: Settings) -> GroupMembership | None:
         settings.group_session_timeout_s,
         settings.group_heartbeat_s,
         settings.group_max_poll_interval_s,
+        settings.group_join_timeout_s,
     )
 
 
@@ -257,9 +258,11 @@ class IngestConsumer:
                 consumer.subscribe([self._topic], listener=_Rebalance(self, consumer))
             quiet = 0
             lag_at = 0.0
+            unassigned_since = time.monotonic()
             while not self.stop_requested.is_set():
                 polled = consumer.poll(timeout_ms=200, max_records=s.batch_size)
                 if group is not None:
+                    unassigned_since = self._check_join(group, unassigned_since)
                     stale = self.rebalanced(consumer, dead_letters)
                     if stale:
                         quiet = 0
@@ -322,6 +325,21 @@ class IngestConsumer:
 
     def stop(self) -> None:
         self.stop_requested.set()
+
+    def _check_join(self, group: GroupMembership, unassigned_since: float) -> float:
+        """Since when this member has been waiting for the group to assign it partitions (now, if
+        it is assigned); past the group's join bound it stops with a broker error."""
+        now = time.monotonic()
+        if self._joined:
+            return now
+        if now - unassigned_since > group.join_bound_s:
+            raise BrokerUnavailableError(
+                f"consumer group {group.group_id!r} at {self.bootstrap}: the coordinator assigned "
+                f"this member no partitions within {group.join_bound_s:g} s "
+                "(CXL_GROUP_JOIN_TIMEOUT_S); check the broker and the group's other members, "
+                "then start again"
+            )
+        return unassigned_since
 
     def _seal_pending(
         self, consumer: KafkaConsumer, dead_letters: DeadLetterQueue, partitions: list[int]

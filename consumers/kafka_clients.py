@@ -75,12 +75,22 @@ def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
 class GroupMembership:
     """A consumer group to join (``CXL_CONSUMER_GROUP``) and its timing: the coordinator hands a
     silent member's partitions to others after ``session_timeout_s``; a member that does not poll
-    for ``max_poll_interval_s`` leaves the group."""
+    for ``max_poll_interval_s`` leaves the group. A rebalance waits up to ``max_poll_interval_s``
+    for every member to rejoin, so a healthy join ends within twice that plus a session; a member
+    still unassigned after ``join_timeout_s`` gives up rather than wait on a coordinator that will
+    never answer (kafka-python retries a join without bound)."""
 
     group_id: str
     session_timeout_s: float
     heartbeat_s: float
     max_poll_interval_s: float
+    join_timeout_s: float | None = None
+
+    @property
+    def join_bound_s(self) -> float:
+        if self.join_timeout_s is not None:
+            return self.join_timeout_s
+        return 2 * self.max_poll_interval_s + self.session_timeout_s
 
     def config(self) -> dict[str, Any]:
         return {

@@ -192,6 +192,13 @@ def root(
         float | None,
         typer.Option(help="Longest pause between polls, s [env CXL_GROUP_MAX_POLL_INTERVAL_S]."),
     ] = None,
+    group_join_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Longest wait for the group to assign partitions, s "
+            "[env CXL_GROUP_JOIN_TIMEOUT_S]."
+        ),
+    ] = None,
     at_risk_horizon: Annotated[
         str | None,
         typer.Option(
@@ -264,6 +271,7 @@ def root(
             group_session_timeout_s=group_session_timeout,
             group_heartbeat_s=group_heartbeat,
             group_max_poll_interval_s=group_max_poll_interval,
+            group_join_timeout_s=group_join_timeout,
             at_risk_horizon=at_risk_horizon,
             alerts_interval_s=alerts_interval,
             alerts_lookback=alerts_lookback,

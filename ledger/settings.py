@@ -225,6 +225,15 @@ class Settings(BaseSettings):
         description="Longest pause between polls (one sealing batch) before a member is dropped; "
         "also how long a rebalance waits for members to rejoin.",
     )
+    group_join_timeout_s: float | None = Field(
+        default=None,
+        ge=1,
+        le=86_400,
+        allow_inf_nan=False,
+        description="Longest a group member waits for the coordinator to assign it partitions "
+        "(at start and after each rebalance) before it stops with a broker error; unset = twice "
+        "the max poll interval plus the session timeout, the longest a healthy rebalance takes.",
+    )
     kafka_timeout_s: float = Field(
         default=10.0, gt=0, le=600, allow_inf_nan=False, description="Bound on every Kafka call."
     )

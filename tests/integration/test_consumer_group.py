@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka import KafkaConsumer
 
+from consumers.topics import ensure_topics
 from ledger.settings import Settings
 from ledger.store import LedgerStore
 from tests.integration.conftest import cxl_env, run_cxl
@@ -149,3 +151,48 @@ def test_group_members_run_until_idle_leave_nothing_behind(
     for process in members:
         assert process.wait(timeout=180) == 0, log.read_text()[-3000:]
     assert_sealed_exactly_once(postgres_url, load)
+
+
+def test_a_member_the_group_never_assigns_stops_with_a_broker_error_after_the_join_timeout(
+    settings: Settings, tmp_path: Path, postgres_url: str
+) -> None:
+    """A member that holds the group's partitions and stops polling keeps every rebalance waiting
+    (up to its own max poll interval). A new ``cxl consume --group`` does not wait with it in
+    silence: past ``CXL_GROUP_JOIN_TIMEOUT_S`` it exits with the broker error code, naming the
+    group and the setting."""
+    assert settings.kafka_bootstrap
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    env = cxl_env(
+        settings,
+        CXL_STORE=postgres_url,
+        CXL_INGEST_WORKERS="1",
+        CXL_GROUP_SESSION_TIMEOUT_S="6",
+        CXL_GROUP_HEARTBEAT_S="0.5",
+        CXL_GROUP_MAX_POLL_INTERVAL_S="20",
+        CXL_GROUP_JOIN_TIMEOUT_S="8",
+    )
+    ensure_topics(settings.kafka_bootstrap, settings.topics, 10)
+    squatter = KafkaConsumer(
+        settings.events_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group,
+        session_timeout_ms=6_000,
+        heartbeat_interval_ms=500,
+        max_poll_interval_ms=300_000,  # its heartbeats keep it in the group without polling
+        enable_auto_commit=False,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not squatter.assignment():
+            assert time.monotonic() < deadline, "the squatting member was never assigned"
+            squatter.poll(timeout_ms=200)
+        started = time.monotonic()
+        stopped = run_cxl(["consume", "--group", group], env, timeout=120)
+        waited = time.monotonic() - started
+    finally:
+        squatter.close()
+    assert stopped.returncode == 5, stopped.stderr
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert group in last and "CXL_GROUP_JOIN_TIMEOUT_S" in last and "8 s" in last, last
+    assert "Traceback" not in stopped.stderr
+    assert 8 <= waited < 60, waited

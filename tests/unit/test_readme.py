@@ -81,6 +81,7 @@ def test_every_setting_has_a_cli_flag() -> None:
         "group_session_timeout_s": "--group-session-timeout",
         "group_heartbeat_s": "--group-heartbeat",
         "group_max_poll_interval_s": "--group-max-poll-interval",
+        "group_join_timeout_s": "--group-join-timeout",
         "store_statement_timeout_s": "--store-statement-timeout",
         "store_connect_timeout_s": "--store-connect-timeout",
     }

@@ -96,3 +96,15 @@ def test_a_bad_duration_or_target_names_the_setting(field: str, value: str, reas
     with pytest.raises(ConfigError) as caught:
         load_settings(**{field: value})
     assert f"CXL_{field.upper()}" in str(caught.value) and reason in str(caught.value)
+
+
+def test_a_group_join_waits_by_default_as_long_as_a_healthy_rebalance_can_take() -> None:
+    from consumers.ingest import membership
+
+    group = membership(
+        load_settings(consumer_group="g", group_session_timeout_s=6, group_max_poll_interval_s=20)
+    )
+    assert group is not None and group.join_bound_s == 2 * 20 + 6
+    bounded = membership(load_settings(consumer_group="g", group_join_timeout_s=8))
+    assert bounded is not None and bounded.join_bound_s == 8
+    assert membership(load_settings()) is None
