@@ -4,9 +4,10 @@ The store records the version of its own tables (``schema_version`` in ``cxl_led
 refuses any other version (``LedgerStore``), so that no process writes into tables it does not
 know. Each migration is idempotent — a rerun after a crash finishes the job — and the version is
 recorded only once its migration is complete. Run it with every writer stopped (it takes no lock
-across its read and write phases; writers of an older cx-ledger do not know the version); migration
-2 holds every customer's head in memory while it folds the streams, once. The event store's own tables (``stored_events``,
-``tracking``) belong to eventsourcing, which migrates them itself.
+across its read and write phases; writers of an older cx-ledger do not know the version). A
+migration's memory does not grow with the ledger: migration 2 folds one stream at a time. The
+event store's own tables (``stored_events``, ``tracking``) belong to eventsourcing, which
+migrates them itself.
 
 - **2** — ``cxl_stream_heads``: each customer's stream head, folded from their sealed events.
 """
@@ -32,35 +33,46 @@ _WRITE_CHUNK = 5000
 
 
 def _fill_stream_heads(store: LedgerStore, progress: Progress) -> None:
-    """Fold every stream once, in ledger order, and store its head (an upsert: idempotent)."""
-    heads: dict[str, StreamHead] = {}
-    read = 0
-    for page in store.rows():
-        for row in page:
-            state = orjson.loads(row.state)
-            if row.topic == CREATED_TOPIC:
-                heads[row.originator_id] = StreamHead(state["customer_id"])
-            elif row.topic == SEALED_TOPIC:
-                head = heads.get(row.originator_id)
-                if head is None:
-                    raise StoreError(
-                        f"ledger position {row.position}: a sealed event before its stream's "
-                        "creation row; run `cxl verify`"
-                    )
-                head.note(state["body"], state["seq"], state["hash"])
-        read += len(page)
-        progress(f"stream heads: {read:,} rows read, {len(heads):,} customers")
-    ordered = list(heads.values())
-    for start in range(0, len(ordered), _WRITE_CHUNK):
+    """Fold the streams one at a time, walking the events table in stream order, and store each
+    head as its stream ends (an upsert: idempotent). Memory holds one page of rows and one chunk
+    of heads, whatever the number of customers."""
+    pending: list[StreamHead] = []
+    written = read = 0
+    head: StreamHead | None = None
+    stream = ""
+
+    def write() -> None:
+        nonlocal written
         with store.recorder.sealing() as tx:
-            tx.insert(
-                [],
-                tracking=None,
-                event_ids=[],
-                mark=None,
-                heads=ordered[start : start + _WRITE_CHUNK],
-            )
-        progress(f"stream heads: {min(start + _WRITE_CHUNK, len(ordered)):,} written")
+            tx.insert([], tracking=None, event_ids=[], mark=None, heads=pending)
+        written += len(pending)
+        pending.clear()
+        progress(f"stream heads: {read:,} rows read, {written:,} heads written")
+
+    for page in store.stream_rows():
+        for row in page:
+            if row.originator_id != stream:
+                if head is not None:
+                    pending.append(head)
+                stream, head = row.originator_id, None
+            state = orjson.loads(row.state)
+            if row.topic == CREATED_TOPIC and row.originator_version == 1:
+                head = StreamHead(state["customer_id"])
+            elif row.topic == SEALED_TOPIC and head is not None:
+                head.note(state["body"], state["seq"], state["hash"])
+            else:
+                raise StoreError(
+                    f"ledger position {row.position}: stream {row.originator_id} version "
+                    f"{row.originator_version} ({row.topic}) does not follow its creation row; "
+                    "run `cxl verify`"
+                )
+        read += len(page)
+        if len(pending) >= _WRITE_CHUNK:
+            write()
+    if head is not None:
+        pending.append(head)
+    if pending:
+        write()
 
 
 MIGRATIONS: dict[int, tuple[str, Callable[[LedgerStore, Progress], None]]] = {

@@ -320,6 +320,7 @@ def _upsert_clause(columns: _Columns, key: str | None) -> str:
     return f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
 
 
+_FIRST_STREAM = "0" * 32
 LEDGER_META = "cxl_ledger"
 TREE_LEAVES = "cxl_tree_leaves"
 TREE_NODES = "cxl_tree_nodes"
@@ -671,6 +672,23 @@ class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
                 for r in c.fetchall()
             ]
 
+    def stream_rows(self, after: tuple[str, int], limit: int) -> list[StoredRow]:
+        """Rows in stream order (stream id, version) after ``after``: a keyset walk of the
+        events table's primary key."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT rowid, originator_id, originator_version, topic, state "
+                f"FROM {self.events_table_name} WHERE (originator_id, originator_version) > (?, ?) "
+                "ORDER BY originator_id, originator_version LIMIT ?",
+                [*after, limit],
+            )
+            return [
+                StoredRow(
+                    r["rowid"], r["originator_id"], r["originator_version"], r["topic"], r["state"]
+                )
+                for r in c.fetchall()
+            ]
+
     def event_id_rows(self, after: str, limit: int) -> list[tuple[str, str, str]]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
@@ -815,11 +833,34 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
             ]
 
     @_reconnecting
+    def stream_rows(self, after: tuple[str, int], limit: int) -> list[StoredRow]:
+        """Rows in stream order (stream id, version) after ``after``: a keyset walk of the
+        events table's primary key."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                f"FROM {self.qualified(self.events_table_name)} "
+                "WHERE (originator_id, originator_version) > (%s, %s) "
+                "ORDER BY originator_id, originator_version LIMIT %s",
+                [UUID(after[0] or _FIRST_STREAM), after[1], limit],
+            )
+            return [
+                StoredRow(
+                    r["notification_id"],
+                    r["originator_id"].hex,
+                    r["originator_version"],
+                    r["topic"],
+                    bytes(r["state"]),
+                )
+                for r in c.fetchall()
+            ]
+
+    @_reconnecting
     def event_id_rows(self, after: str, limit: int) -> list[tuple[str, str, str]]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 f"SELECT event_id, customer_id, digest FROM {self.qualified('cxl_event_ids')} "
-                'WHERE event_id COLLATE "C" > %s ORDER BY event_id COLLATE "C" LIMIT %s',
+                "WHERE event_id > %s ORDER BY event_id LIMIT %s",
                 [after, limit],
             )
             return [(r["event_id"], r["customer_id"], r["digest"]) for r in c.fetchall()]
@@ -829,7 +870,7 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 f"SELECT customer_id, seq, hash, facts FROM {self.qualified(STREAM_HEADS)} "
-                'WHERE customer_id COLLATE "C" > %s ORDER BY customer_id COLLATE "C" LIMIT %s',
+                "WHERE customer_id > %s ORDER BY customer_id LIMIT %s",
                 [after, limit],
             )
             return [(r["customer_id"], r["seq"], r["hash"], r["facts"]) for r in c.fetchall()]

@@ -933,6 +933,14 @@ class LedgerStore:
             yield rows
             start = rows[-1].position + 1
 
+    def stream_rows(self, *, page: int = 5000) -> Iterator[list[StoredRow]]:
+        """Every stored row, stream by stream (each in version order): one stream at a time is
+        enough to fold it, whatever the ledger's size."""
+        after = ("", 0)
+        while rows := self.recorder.stream_rows(after, page):
+            yield rows
+            after = (rows[-1].originator_id, rows[-1].originator_version)
+
     def stream_head_rows(self, *, page: int = 10_000) -> Iterator[list[tuple[str, int, str, str]]]:
         """The stored stream heads, (customer_id, seq, hash, facts) in pages."""
         after = ""
