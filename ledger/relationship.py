@@ -11,6 +11,7 @@ prev_hash, anomalies — is decided from the stream's head (``ledger.stream_head
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -24,9 +25,11 @@ __all__ = ["ERASED_TYPE", "Relationship", "created_state", "relationship_id", "s
 _NAMESPACE = UUID("5b0c6f0e-3f4e-4c59-9d7e-6b8f1d6f2a10")
 
 
+@lru_cache(maxsize=65_536)
 def relationship_id(customer_id: str) -> UUID:
     """A name-based UUID: stable across processes and backends, so any writer finds a customer's
-    stream without a lookup table."""
+    stream without a lookup table. Remembered for the most recent customers (a bounded cache, as
+    the stream heads are): every sealing batch asks again for the customers it touches."""
     return uuid5(_NAMESPACE, customer_id)
 
 
