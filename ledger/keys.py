@@ -45,6 +45,8 @@ from ledger.errors import KeyStoreError
 from ledger.private_files import create_private, read_private
 
 KEY_BYTES = 32
+_KEYS_BY_KID = 65_536
+"""Data keys a reader keeps by key id (``KeyStore.key``), the oldest looked up going first."""
 _NONCE_BYTES = 12
 _KEK_CHECK_LABEL = b"cx-ledger key-encryption key check v1"
 _MAC_KEY_INFO = b"cx-ledger personal-field mac v1"
@@ -55,6 +57,7 @@ CREATE TABLE IF NOT EXISTS cxl_data_keys (
     created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cxl_erasures (
     customer_id TEXT PRIMARY KEY, kid TEXT, erased_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS cxl_erasures_kid ON cxl_erasures (kid);
 """
 
 
@@ -396,6 +399,8 @@ class KeyStore:
                 "this ledger was sealed with (CXL_KEY_STORE)"
             )
         key = None if row is None else self._unwrap(row[0], row[1], bytes(row[2]))
+        if len(self._by_kid) >= _KEYS_BY_KID:  # a reader of the whole ledger meets every key
+            del self._by_kid[next(iter(self._by_kid))]
         self._by_kid[kid] = key
         return key
 

@@ -60,7 +60,7 @@ def export_all(
         row = con.execute(f"SELECT count(*) FROM {name}").fetchone()
         written[name] = int(row[0]) if row else 0
     if manifest is not None:
-        files = {t.name: hashlib.sha256(t.read_bytes()).hexdigest() for t in targets.values()}
+        files = {t.name: _file_sha256(t) for t in targets.values()}
         target = directory / MANIFEST_FILE
         refuse_protected(target, protected)
         with replaced_on_success(target) as temporary:
@@ -98,3 +98,8 @@ def export_replay(
             return export_all(con, directory, fmt, protected, manifest)
         finally:
             con.close()
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -49,16 +49,22 @@ def cx_ledger_version() -> str:
 
 
 def table_digests(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
-    """Row count and content hash of every projection table."""
+    """Row count and content hash of every projection table: the SHA-256 of its rows' MD5s in
+    sorted order, concatenated. Read in chunks, so that the memory it takes does not grow with
+    the table."""
     digests: dict[str, dict[str, Any]] = {}
     for name in TABLES:
-        row = con.execute(
-            f"SELECT count(*), coalesce(string_agg(md5(t::VARCHAR), '' ORDER BY md5(t::VARCHAR)), "
-            f"'') FROM {name} t"
-        ).fetchone()
-        rows, joined = (0, "") if row is None else row
-        digests[name] = {"rows": int(rows), "sha256": hashlib.sha256(joined.encode()).hexdigest()}
+        digest = hashlib.sha256()
+        rows = 0
+        cursor = con.execute(f"SELECT md5(t::VARCHAR) AS h FROM {name} t ORDER BY h")
+        while chunk := cursor.fetchmany(_DIGEST_CHUNK):
+            digest.update("".join(h for (h,) in chunk).encode())
+            rows += len(chunk)
+        digests[name] = {"rows": rows, "sha256": digest.hexdigest()}
     return digests
+
+
+_DIGEST_CHUNK = 50_000
 
 
 def build_manifest(
