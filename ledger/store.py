@@ -988,9 +988,14 @@ class LedgerStore:
             if len(notifications) < page:
                 return
 
-    def stream(self, customer_id: str) -> list[SealedEvent]:
-        """One customer's sealed events in seq order."""
-        stored = self.recorder.select_events(relationship_id(customer_id))
+    def stream(
+        self, customer_id: str, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[SealedEvent]:
+        """One customer's sealed events in seq order: those after ``after_seq``, at most
+        ``limit`` of them (read from the stream's key, not the whole stream)."""
+        stored = self.recorder.select_events(
+            relationship_id(customer_id), gt=after_seq + 1, limit=limit
+        )
         return [
             _decode(0, s.originator_id, s.originator_version, s.state)
             for s in stored

@@ -136,12 +136,15 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
     ) -> Response:
         """A customer's sealed events with their hashes, in order (as `cxl history`), paginated:
         the ``Link`` header names the next page."""
-        events = service.ledger.ask(lambda store: store.stream(customer_id))
+        events = service.ledger.ask(
+            lambda store: store.stream(customer_id, after_seq=after_seq, limit=limit + 1)
+            or store.stream(customer_id, limit=1)  # none after it: is there such a customer?
+        )
         if not events:
             raise ApiError(404, f"the ledger holds no customer {customer_id!r}")
         page = [e for e in events if e.seq > after_seq][:limit]
         headers = {}
-        if page and page[-1].seq < events[-1].seq:
+        if len(page) == limit and events[-1].seq > page[-1].seq:
             headers = _next_link(request, after_seq=page[-1].seq)
         return rows_json([e.history_row() for e in page], headers=headers)
 

@@ -526,6 +526,32 @@ def test_a_customer_id_with_a_slash_has_a_history(served: Served) -> None:
     assert [row["event_id"] for row in history.json()] == [event["event_id"]]
 
 
+def test_a_history_is_paged_by_seq_with_a_link_to_the_next_page(served: Served) -> None:
+    """Each page is read from the stream's key after ``after_seq``; the ``Link`` header names the
+    next page while there is one, and the pages hold every event once, in order."""
+    customer = f"paged-{uuid.uuid4().hex[:8]}"
+    events = [_promise(customer, promise_id=f"p{i}") for i in range(7)]
+    with served.writes() as client:
+        assert post(client, events).status_code == 202
+    served.wait_sealed([e["event_id"] for e in events])
+    seen: list[str] = []
+    pages = 0
+    with served.reads() as client:
+        url: str | None = f"/v1/customers/{customer}/history?limit=3"
+        while url is not None:
+            page = client.get(url)
+            assert page.status_code == 200, page.text
+            seen += [row["event_id"] for row in page.json()]
+            pages += 1
+            link = page.headers.get("Link")
+            url = None if link is None else link.split(">")[0].lstrip("<")
+        beyond = client.get(f"/v1/customers/{customer}/history", params={"after_seq": 7})
+        missing = client.get(f"/v1/customers/{customer}-none/history")
+    assert seen == [e["event_id"] for e in events] and pages == 3
+    assert beyond.status_code == 200 and beyond.json() == []
+    assert missing.status_code == 404
+
+
 def test_a_request_cannot_write_lines_into_the_log(served: Served) -> None:
     with served.client() as client:
         client.get("/x%0A2026-01-01 00:00:00,000 ERROR FORGED%1b[31m")
