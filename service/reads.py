@@ -137,8 +137,10 @@ def register_reads(app: FastAPI, service: Service, reader: Any) -> None:
         """A customer's sealed events with their hashes, in order (as `cxl history`), paginated:
         the ``Link`` header names the next page."""
         events = service.ledger.ask(
-            lambda store: store.stream(customer_id, after_seq=after_seq, limit=limit + 1)
-            or store.stream(customer_id, limit=1)  # none after it: is there such a customer?
+            lambda store: (
+                store.stream(customer_id, after_seq=after_seq, limit=limit + 1)
+                or store.stream(customer_id, limit=1)
+            )  # none after it: is there such a customer?
         )
         if not events:
             raise ApiError(404, f"the ledger holds no customer {customer_id!r}")

@@ -6,7 +6,8 @@
 - the **alerter**: alerts due (at risk, overdue, broken, complaint SLAs) published to
   ``cx.alerts``, each once (``consumers.alerts``);
 - the **verifier**: the whole ledger re-verified whenever it grew, at most every
-  ``VERIFY_EVERY_S`` and at most ``VERIFY_SHARE`` of the time, so the dashboard and ``/v1/verify`` state what was last proved, and when.
+  ``VERIFY_EVERY_S`` and at most ``WHOLE_PASS_SHARE`` of the time (``paced``), so the dashboard
+  and ``/v1/verify`` state what was last proved, and when.
 
 A component that fails records its error and sets ``failed``: the server then stops (exit
 non-zero) rather than serve figures that no longer move.
@@ -50,19 +51,17 @@ SHUTDOWN_WAIT_S = 30.0
 RETRY_S = 5.0
 
 VERIFY_EVERY_S = 120.0
-VERIFY_SHARE = 0.1
-
-
-def verification_pause(took_s: float) -> float:
-    """Seconds until the verifier looks again, after a verification that took ``took_s``: at
-    least ``VERIFY_EVERY_S``, and long enough that verifying takes at most ``VERIFY_SHARE`` of
-    the service's time — on a ledger whose whole verification takes minutes, ingest and readers
-    are not starved by re-verifying it."""
-    return max(VERIFY_EVERY_S, took_s / VERIFY_SHARE - took_s)
-
-
 PROJECT_EVERY_S = 1.0
 PUBLISH_EVERY_S = 30.0
+WHOLE_PASS_SHARE = 0.1
+
+
+def paced(took_s: float, every_s: float) -> float:
+    """Seconds until the next pass over the whole ledger or the whole projections file (a
+    verification, a published copy), after one that took ``took_s``: at least ``every_s``, and
+    long enough that such passes take at most ``WHOLE_PASS_SHARE`` of the service's time — when
+    one takes minutes, ingest and readers are not starved by repeating it."""
+    return max(every_s, took_s / WHOLE_PASS_SHARE - took_s)
 
 
 class Component:
@@ -224,8 +223,8 @@ class LedgerReader:
 class LiveProjector(Component):
     """Keeps the projections caught up (every ``PROJECT_EVERY_S``) through their only read-write
     connection; request handlers get cursors of it. The copy for other processes is published
-    when one of them asks (``copy_wanted``) and at most ``PUBLISH_EVERY_S`` apart otherwise: a
-    copy costs a pass over the whole file."""
+    when one of them asks (``copy_wanted``) and otherwise at most every ``PUBLISH_EVERY_S``
+    (``paced``: a copy costs a pass over the whole file)."""
 
     name = "projector"
 
@@ -281,6 +280,7 @@ class LiveProjector(Component):
             try:
                 published = -1
                 published_at = 0.0
+                publish_every = PUBLISH_EVERY_S
                 while True:
                     catch_up(con, store)
                     self.position = applied_position(con)
@@ -289,11 +289,12 @@ class LiveProjector(Component):
                     now = time.monotonic()
                     asked = self.copy_wanted.is_set()
                     if self.position != published and (
-                        asked or now - published_at >= PUBLISH_EVERY_S
+                        asked or now - published_at >= publish_every
                     ):
                         self.copy_wanted.clear()
                         publish_snapshot(con, snapshot)
                         published, published_at = self.position, now
+                        publish_every = paced(time.monotonic() - now, PUBLISH_EVERY_S)
                     elif asked:
                         self.copy_wanted.clear()
                     self.ready.set()
@@ -399,7 +400,7 @@ class LedgerVerifier(Component):
                     self.last = self._verify(store, position)
                     verified = position
                     took = time.monotonic() - started
-                    pause = verification_pause(took)
+                    pause = paced(took, VERIFY_EVERY_S)
                     log.info("verified %s in %.1f s; next check in %.0f s", position, took, pause)
                 if self.stopping.wait(pause):
                     break
