@@ -321,6 +321,24 @@ def _upsert_clause(columns: _Columns, key: str | None) -> str:
 
 
 _FIRST_STREAM = "0" * 32
+
+
+def _sqlite_stored_row(r: Any) -> StoredRow:
+    return StoredRow(
+        r["rowid"], r["originator_id"], r["originator_version"], r["topic"], r["state"]
+    )
+
+
+def _pg_stored_row(r: Any) -> StoredRow:
+    return StoredRow(
+        r["notification_id"],
+        r["originator_id"].hex,
+        r["originator_version"],
+        r["topic"],
+        bytes(r["state"]),
+    )
+
+
 LEDGER_META = "cxl_ledger"
 TREE_LEAVES = "cxl_tree_leaves"
 TREE_NODES = "cxl_tree_nodes"
@@ -665,12 +683,7 @@ class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
                 f"FROM {self.events_table_name} WHERE rowid >= ? ORDER BY rowid LIMIT ?",
                 [start, limit],
             )
-            return [
-                StoredRow(
-                    r["rowid"], r["originator_id"], r["originator_version"], r["topic"], r["state"]
-                )
-                for r in c.fetchall()
-            ]
+            return [_sqlite_stored_row(r) for r in c.fetchall()]
 
     def stream_rows(self, after: tuple[str, int], limit: int) -> list[StoredRow]:
         """Rows in stream order (stream id, version) after ``after``: a keyset walk of the
@@ -682,12 +695,7 @@ class SQLiteLedgerRecorder(_LedgerCounts, SQLiteProcessRecorder):
                 "ORDER BY originator_id, originator_version LIMIT ?",
                 [*after, limit],
             )
-            return [
-                StoredRow(
-                    r["rowid"], r["originator_id"], r["originator_version"], r["topic"], r["state"]
-                )
-                for r in c.fetchall()
-            ]
+            return [_sqlite_stored_row(r) for r in c.fetchall()]
 
     def event_id_rows(self, after: str, limit: int) -> list[tuple[str, str, str]]:
         with self.datastore.transaction(commit=False) as c:
@@ -821,16 +829,7 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
                 "ORDER BY notification_id LIMIT %s",
                 [start, limit],
             )
-            return [
-                StoredRow(
-                    r["notification_id"],
-                    r["originator_id"].hex,
-                    r["originator_version"],
-                    r["topic"],
-                    bytes(r["state"]),
-                )
-                for r in c.fetchall()
-            ]
+            return [_pg_stored_row(r) for r in c.fetchall()]
 
     @_reconnecting
     def stream_rows(self, after: tuple[str, int], limit: int) -> list[StoredRow]:
@@ -844,16 +843,7 @@ class PostgresLedgerRecorder(_LedgerCounts, PostgresProcessRecorder):
                 "ORDER BY originator_id, originator_version LIMIT %s",
                 [UUID(after[0] or _FIRST_STREAM), after[1], limit],
             )
-            return [
-                StoredRow(
-                    r["notification_id"],
-                    r["originator_id"].hex,
-                    r["originator_version"],
-                    r["topic"],
-                    bytes(r["state"]),
-                )
-                for r in c.fetchall()
-            ]
+            return [_pg_stored_row(r) for r in c.fetchall()]
 
     @_reconnecting
     def event_id_rows(self, after: str, limit: int) -> list[tuple[str, str, str]]:

@@ -25,7 +25,7 @@ __all__ = ["ERASED_TYPE", "Relationship", "created_state", "relationship_id", "s
 _NAMESPACE = UUID("5b0c6f0e-3f4e-4c59-9d7e-6b8f1d6f2a10")
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=8192)
 def relationship_id(customer_id: str) -> UUID:
     """A name-based UUID: stable across processes and backends, so any writer finds a customer's
     stream without a lookup table. Remembered for the most recent customers (a bounded cache, as

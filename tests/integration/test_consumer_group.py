@@ -63,6 +63,19 @@ def _published_order(load: Load) -> dict[str, list[str]]:
     return order
 
 
+def _group_env(settings: Settings, postgres_url: str, **extra: str) -> dict[str, str]:
+    """One worker per member on ``postgres_url``, with the test broker's group timing."""
+    return cxl_env(
+        settings,
+        CXL_STORE=postgres_url,
+        CXL_INGEST_WORKERS="1",
+        CXL_GROUP_SESSION_TIMEOUT_S="6",
+        CXL_GROUP_HEARTBEAT_S="0.5",
+        CXL_GROUP_MAX_POLL_INTERVAL_S="20",
+        **extra,
+    )
+
+
 def _sealed(store_url: str) -> int:
     with LedgerStore(store_url) as store:
         return sum(len(page) for page in store.read())
@@ -75,14 +88,7 @@ def test_three_group_members_joining_leaving_and_killed_seal_everything_once_in_
     assert settings.kafka_bootstrap
     seed = _seed()
     load = make_load(tmp_path, events, seed)
-    env = cxl_env(
-        settings,
-        CXL_STORE=postgres_url,
-        CXL_INGEST_WORKERS="1",
-        CXL_GROUP_SESSION_TIMEOUT_S="6",
-        CXL_GROUP_HEARTBEAT_S="0.5",
-        CXL_GROUP_MAX_POLL_INTERVAL_S="20",
-    )
+    env = _group_env(settings, postgres_url)
     group = f"g-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "consume.log"
 
@@ -136,14 +142,7 @@ def test_group_members_run_until_idle_leave_nothing_behind(
     nor while a rebalance is under way, so two members leave nothing unsealed when both exit."""
     seed = _seed()
     load = make_load(tmp_path, 3_000, seed, chunks=2)
-    env = cxl_env(
-        settings,
-        CXL_STORE=postgres_url,
-        CXL_INGEST_WORKERS="1",
-        CXL_GROUP_SESSION_TIMEOUT_S="6",
-        CXL_GROUP_HEARTBEAT_S="0.5",
-        CXL_GROUP_MAX_POLL_INTERVAL_S="20",
-    )
+    env = _group_env(settings, postgres_url)
     Publisher(load, env).start().join()
     log = tmp_path / "consume.log"
     group = f"g-{uuid.uuid4().hex[:8]}"
@@ -162,15 +161,7 @@ def test_a_member_the_group_never_assigns_stops_with_a_broker_error_after_the_jo
     group and the setting."""
     assert settings.kafka_bootstrap
     group = f"g-{uuid.uuid4().hex[:8]}"
-    env = cxl_env(
-        settings,
-        CXL_STORE=postgres_url,
-        CXL_INGEST_WORKERS="1",
-        CXL_GROUP_SESSION_TIMEOUT_S="6",
-        CXL_GROUP_HEARTBEAT_S="0.5",
-        CXL_GROUP_MAX_POLL_INTERVAL_S="20",
-        CXL_GROUP_JOIN_TIMEOUT_S="8",
-    )
+    env = _group_env(settings, postgres_url, CXL_GROUP_JOIN_TIMEOUT_S="8")
     ensure_topics(settings.kafka_bootstrap, settings.topics, 10)
     squatter = KafkaConsumer(
         settings.events_topic,
