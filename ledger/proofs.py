@@ -31,7 +31,7 @@ def inclusion_proof(
     position = None if sealed is None else store.recorder.position_of(customer_id, sealed.seq + 1)
     if sealed is None or position is None:
         raise StoreError(f"the ledger holds no sealed event {event_id!r}")
-    leaf = store.recorder.sealed_through(position) - 1
+    leaf = store.sealed_through(position) - 1
     if checkpoint is not None:
         require_same_ledger(store, checkpoint)
     size, root = store.tree_root(None if checkpoint is None else checkpoint.size)

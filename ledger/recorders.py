@@ -483,13 +483,15 @@ class _LedgerCounts:
         return None if row is None else str(row["customer_id"])
 
     @_reconnecting
-    def sealed_through(self, position: int) -> int:
-        """How many sealed events lie at or before ledger ``position``."""
+    def sealed_through(self, position: int, *, after: int = 0) -> int:
+        """How many sealed events lie after ledger position ``after`` and at or before
+        ``position``."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 f"SELECT count(*) AS n FROM {self.qualified(self.events_table_name)} "
-                f"WHERE {self.position_column} <= {self.param} AND originator_version > 1",
-                [position],
+                f"WHERE {self.position_column} > {self.param} "
+                f"AND {self.position_column} <= {self.param} AND originator_version > 1",
+                [after, position],
             )
             return int(c.fetchone()["n"])
 

@@ -350,6 +350,8 @@ class LedgerStore:
         self.recorder: LedgerRecorder = self._app.recorder  # type: ignore[assignment]
         self._cache: OrderedDict[str, StreamHead] = OrderedDict()
         self._cache_size = cache_size
+        self._counted: tuple[int, int, str] | None = None
+        """(position, sealed events through it, fingerprint of its row): ``sealed_through``."""
         # One seal at a time per store object: a seal advances cached heads before it commits.
         self._sealing = threading.Lock()
         if read_only:
@@ -925,7 +927,30 @@ class LedgerStore:
     def checkpoint_through(self, position: int) -> tuple[int, bytes]:
         """(tree size, root) of the ledger up to ``position``: the sealed events at or before it
         are the first leaves of the Merkle tree."""
-        return self.tree_root(self.recorder.sealed_through(position))
+        return self.tree_root(self.sealed_through(position))
+
+    def sealed_through(self, position: int) -> int:
+        """How many sealed events lie at or before ledger ``position``.
+
+        Counting is a pass over the rows, and a dashboard asks every few seconds of a ledger of
+        millions: the last answer is kept with the fingerprint of the row it ended at, and a
+        later position counts only the rows after that one. Should that row have changed (the
+        store was replaced or restored under this process), everything is counted again."""
+        kept = self._counted
+        if kept is not None and kept[0] <= position and self._row_print(kept[0]) == kept[2]:
+            count = kept[1] + self.recorder.sealed_through(position, after=kept[0])
+        else:
+            count = self.recorder.sealed_through(position)
+        fingerprint = self._row_print(position)
+        if fingerprint is not None:
+            self._counted = (position, count, fingerprint)
+        return count
+
+    def _row_print(self, position: int) -> str | None:
+        rows = self.recorder.rows(position, 1)
+        if not rows or rows[0].position != position:
+            return None
+        return content_digest(rows[0].state)
 
     def rows(self, start: int = 1, *, page: int = 5000) -> Iterator[list[StoredRow]]:
         """Every stored row, whatever its topic, in ledger order: what ``cxl verify`` reads."""

@@ -244,6 +244,28 @@ def test_the_tree_is_kept_on_every_backend_and_proves_extension(store: LedgerSto
         verify_chains(store, checkpoint=Checkpoint(store.origin, size, bytes(32)))
 
 
+def test_the_sealed_count_through_a_position_is_exact_asked_in_any_order(
+    store: LedgerStore,
+) -> None:
+    """``sealed_through`` counts on from its last answer when asked further on (a dashboard asks
+    every few seconds); asked of an earlier position, or once the row it ended at has changed,
+    it counts again from the start. Creation rows are never counted."""
+    store.seal([valid(customer_id=f"c{i % 5}", promise_id=f"p{i}") for i in range(20)])
+    store.seal([valid(customer_id=f"d{i % 3}", promise_id=f"q{i}") for i in range(9)])
+    rows = [row for page in store.rows() for row in page]
+    truth = {}
+    sealed = 0
+    for row in rows:
+        sealed += row.originator_version > 1
+        truth[row.position] = sealed
+    order = [5, 17, 30, 12, rows[-1].position, 3, 1, rows[-1].position, 22]
+    assert [store.sealed_through(p) for p in order] == [truth[p] for p in order]
+    assert store.checkpoint_through(rows[-1].position) == store.tree_root()
+    store.seal([valid(customer_id="e", promise_id="r")])
+    last = store.max_position()
+    assert store.sealed_through(last) == 30
+
+
 def test_consume_publishes_signed_checkpoints_that_verify(
     settings: Settings, tmp_path: Path
 ) -> None:
