@@ -25,6 +25,7 @@ from ledger.store import (
     SCHEMA_VERSION_KEY,
     SEALED_TOPIC,
     LedgerStore,
+    schema_version_of,
 )
 from ledger.stream_head import StreamHead
 
@@ -82,7 +83,7 @@ MIGRATIONS: dict[int, tuple[str, Callable[[LedgerStore, Progress], None]]] = {
 
 def schema_version(store: LedgerStore) -> int:
     """The version the store's own tables are at (1: before versions were recorded)."""
-    return int(store.recorder.ledger_meta().get(SCHEMA_VERSION_KEY, "1"))
+    return schema_version_of(store.recorder.ledger_meta().get(SCHEMA_VERSION_KEY))
 
 
 def migrate(store: LedgerStore, progress: Progress = lambda _: None) -> list[str]:

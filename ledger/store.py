@@ -67,6 +67,7 @@ from ledger.merkle import TreeBuilder, leaf_hash, subtree_root
 from ledger.personal import PersonalCipher
 from ledger.postgres_factory import STATEMENT_TIMEOUT_MS
 from ledger.recorders import (
+    LEDGER_META,
     SQLITE_LEDGER_TABLES,
     STREAM_HEADS,
     KnownEvent,
@@ -418,7 +419,11 @@ class LedgerStore:
             recorded = self.recorder.ledger_meta().get(SCHEMA_VERSION_KEY)
         except PersistenceError as exc:
             raise StoreError(f"cannot read the ledger store {_redact(self.url)}: {exc}") from exc
-        version = 1 if recorded is None else int(recorded)
+        try:
+            version = schema_version_of(recorded)
+        except LedgerTamperedError:
+            self.close()
+            raise
         if recorded is None and not sealed:
             self.recorder.set_meta(SCHEMA_VERSION_KEY, str(SCHEMA_VERSION))
             return
@@ -1026,6 +1031,21 @@ class LedgerStore:
             for s in stored
             if s.topic == SEALED_TOPIC
         ]
+
+
+def schema_version_of(recorded: str | None) -> int:
+    """The version of the store's own tables from its recorded value (absent: 1, from before
+    versions were recorded); anything but a positive integer was not written by cx-ledger."""
+    if recorded is None:
+        return 1
+    if not (recorded.isascii() and recorded.isdigit()) or int(recorded) < 1:
+        raise LedgerTamperedError(
+            None,
+            f"the store's schema version is {recorded!r}, which no cx-ledger writes; run "
+            "`cxl verify`",
+            place=LEDGER_META,
+        )
+    return int(recorded)
 
 
 def _grown_tree(tx: SealingTransaction, sealed: list[str]) -> list[tuple[int, int, bytes]]:

@@ -98,3 +98,22 @@ def test_migration_folds_interleaved_streams_across_pages_to_the_heads_sealing_s
     assert after == before
     with LedgerStore(store_url) as store:
         assert verify_chains(store).customers == len(customers)
+
+
+@pytest.mark.parametrize("recorded", ["abc", "0", "-5", "２"])
+def test_a_schema_version_no_cx_ledger_writes_is_one_line_naming_the_table(
+    tmp_path: Path, recorded: str
+) -> None:
+    """Writers (``cxl ingest``) and ``cxl store migrate`` refuse it as an altered ledger (exit 4,
+    as ``verify`` does), never as an internal error."""
+    settings = Settings(home=tmp_path)
+    path = Path(settings.store_url)
+    with LedgerStore(str(path)) as store:
+        store.seal([valid(customer_id="c1")])
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE cxl_ledger SET value = ? WHERE name = 'schema_version'", [recorded])
+    (tmp_path / "empty.jsonl").write_text("")
+    for command in (["store", "migrate"], ["verify"], ["ingest", str(tmp_path / "empty.jsonl")]):
+        result = run_cxl(command, cxl_env(settings))
+        assert result.returncode == 4, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "cxl_ledger" in result.stderr
