@@ -250,6 +250,8 @@ class Settings(BaseSettings):
             unknown = sorted(set(query) - {"schema"})
             if unknown:
                 raise ValueError(f"unknown parameter {unknown[0]!r}; the only one is ?schema=NAME")
+            if len(query.get("schema", [])) > 1:
+                raise ValueError("?schema= is given more than once; name one schema")
             for schema in query.get("schema", []):
                 if not _SQL_IDENTIFIER.fullmatch(schema):
                     raise ValueError(

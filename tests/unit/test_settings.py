@@ -58,6 +58,7 @@ def test_a_store_url_of_another_database_is_refused() -> None:
         ("postgresql://postgres@127.0.0.1/test?schema=bad;drop", "not a plain SQL identifier"),
         ('postgresql://postgres@127.0.0.1/test?schema=a"b', "not a plain SQL identifier"),
         ("postgresql://postgres@127.0.0.1/test?sslmode=require", "unknown parameter 'sslmode'"),
+        ("postgresql://postgres@127.0.0.1/test?schema=a&schema=b", "more than once"),
     ],
 )
 def test_a_postgres_store_url_takes_only_a_plain_schema_name(store: str, why: str) -> None:
