@@ -192,31 +192,33 @@ def restart_and_catch_up(
     restart_env = {**env, "CXL_GROUP_JOIN_TIMEOUT_S": "60"}
     attempts = 0
     with psycopg.connect(url, autocommit=True) as conn:
-        while not conn.execute(
-            f'SELECT 1 FROM "{schema}".cxl_event_ids WHERE event_id = %s', [event_id]
-        ).fetchone():
+
+        def sealed() -> bool:
+            query = f'SELECT 1 FROM "{schema}".cxl_event_ids WHERE event_id = %s'
+            return conn.execute(query, [event_id]).fetchone() is not None
+
+        while not sealed():
             attempts += 1
-            if attempts > 3 or time.perf_counter() - started > 600:
+            if attempts > 3:
                 raise RuntimeError("the restarted process did not seal the probe")
-            member = subprocess.Popen(
-                [sys.executable, "-m", "cxl.cli", "consume", "--no-relay"],
-                env=restart_env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            try:
-                while (
-                    member.poll() is None
-                    and not conn.execute(
-                        f'SELECT 1 FROM "{schema}".cxl_event_ids WHERE event_id = %s', [event_id]
-                    ).fetchone()
-                ):
-                    time.sleep(0.05)
-            finally:
-                member.terminate()
-                _, err = member.communicate(timeout=120)
+            with tempfile.TemporaryFile() as err:
+                member = subprocess.Popen(
+                    [sys.executable, "-m", "cxl.cli", "consume", "--no-relay"],
+                    env=restart_env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+                try:
+                    while member.poll() is None and not sealed():
+                        if time.perf_counter() - started > 600:
+                            raise RuntimeError("the restarted process did not seal the probe")
+                        time.sleep(0.05)
+                finally:
+                    member.terminate()
+                    member.wait(timeout=120)
+                err.seek(0)
+                last = err.read().decode().strip().splitlines()[-1:] or ["(no output)"]
             if member.returncode not in (0, -15):
-                last = err.decode().strip().splitlines()[-1:] or ["(no output)"]
                 print(f"    restart attempt {attempts} exited {member.returncode}: {last[0]}")
         restart = time.perf_counter() - started
     print(

@@ -159,6 +159,7 @@ class _Rebalance(ConsumerRebalanceListener):
         with self._ingest.sealing:
             self._ingest._revoked.update(tp.partition for tp in revoked)
             self._ingest._joined = False  # until the rebalance assigns again
+            self._ingest._unassigned_since = time.monotonic()
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         if assigned:
@@ -217,6 +218,8 @@ class IngestConsumer:
         self._topic_id = NO_TOPIC_ID
         self._joined = settings.consumer_group is None
         """In a group, whether the coordinator has assigned this member its partitions yet."""
+        self._unassigned_since = time.monotonic()
+        """Since when, in a group, this member has waited for an assignment (``_check_join``)."""
         self._revoked: set[int] = set()
         self._assigned: set[int] = set()
         self.sealing = threading.Lock()
@@ -258,11 +261,11 @@ class IngestConsumer:
                 consumer.subscribe([self._topic], listener=_Rebalance(self, consumer))
             quiet = 0
             lag_at = 0.0
-            unassigned_since = time.monotonic()
+            self._unassigned_since = time.monotonic()
             while not self.stop_requested.is_set():
                 polled = consumer.poll(timeout_ms=200, max_records=s.batch_size)
                 if group is not None:
-                    unassigned_since = self._check_join(group, unassigned_since)
+                    self._check_join(group)
                     stale = self.rebalanced(consumer, dead_letters)
                     if stale:
                         quiet = 0
@@ -326,20 +329,16 @@ class IngestConsumer:
     def stop(self) -> None:
         self.stop_requested.set()
 
-    def _check_join(self, group: GroupMembership, unassigned_since: float) -> float:
-        """Since when this member has been waiting for the group to assign it partitions (now, if
-        it is assigned); past the group's join bound it stops with a broker error."""
-        now = time.monotonic()
-        if self._joined:
-            return now
-        if now - unassigned_since > group.join_bound_s:
+    def _check_join(self, group: GroupMembership) -> None:
+        """A member left unassigned (since it started, or since its partitions were revoked)
+        for longer than the group's join bound stops with a broker error."""
+        if not self._joined and time.monotonic() - self._unassigned_since > group.join_bound_s:
             raise BrokerUnavailableError(
                 f"consumer group {group.group_id!r} at {self.bootstrap}: the coordinator assigned "
                 f"this member no partitions within {group.join_bound_s:g} s "
                 "(CXL_GROUP_JOIN_TIMEOUT_S); check the broker and the group's other members, "
                 "then start again"
             )
-        return unassigned_since
 
     def _seal_pending(
         self, consumer: KafkaConsumer, dead_letters: DeadLetterQueue, partitions: list[int]

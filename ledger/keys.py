@@ -399,10 +399,13 @@ class KeyStore:
                 "this ledger was sealed with (CXL_KEY_STORE)"
             )
         key = None if row is None else self._unwrap(row[0], row[1], bytes(row[2]))
+        self._remember_kid(kid, key)
+        return key
+
+    def _remember_kid(self, kid: str, key: DataKey | None) -> None:
         if len(self._by_kid) >= _KEYS_BY_KID:  # a reader of the whole ledger meets every key
             del self._by_kid[next(iter(self._by_kid))]
         self._by_kid[kid] = key
-        return key
 
     def erase(self, customer_id: str) -> str | None:
         """Destroy ``customer_id``'s data key and leave its tombstone; the destroyed key's id
@@ -424,5 +427,5 @@ class KeyStore:
         self._cache.pop(customer_id, None)
         self._erased.add(customer_id)
         if kid is not None:
-            self._by_kid[kid] = None
+            self._remember_kid(kid, None)
         return kid

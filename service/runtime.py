@@ -293,8 +293,8 @@ class LiveProjector(Component):
                     ):
                         self.copy_wanted.clear()
                         publish_snapshot(con, snapshot)
-                        published, published_at = self.position, now
-                        publish_every = paced(time.monotonic() - now, PUBLISH_EVERY_S)
+                        published, published_at = self.position, time.monotonic()
+                        publish_every = paced(published_at - now, PUBLISH_EVERY_S)
                     elif asked:
                         self.copy_wanted.clear()
                     self.ready.set()

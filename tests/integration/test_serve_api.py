@@ -534,10 +534,11 @@ def test_a_history_is_paged_by_seq_with_a_link_to_the_next_page(served: Served) 
     with served.writes() as client:
         assert post(client, events).status_code == 202
     served.wait_sealed([e["event_id"] for e in events])
-    seen: list[str] = []
-    pages = 0
-    with served.reads() as client:
-        url: str | None = f"/v1/customers/{customer}/history?limit=3"
+
+    def paged(limit: int) -> tuple[list[str], int]:
+        seen: list[str] = []
+        pages = 0
+        url: str | None = f"/v1/customers/{customer}/history?limit={limit}"
         while url is not None:
             page = client.get(url)
             assert page.status_code == 200, page.text
@@ -545,9 +546,14 @@ def test_a_history_is_paged_by_seq_with_a_link_to_the_next_page(served: Served) 
             pages += 1
             link = page.headers.get("Link")
             url = None if link is None else link.split(">")[0].lstrip("<")
+        return seen, pages
+
+    with served.reads() as client:
+        by_three, by_seven = paged(3), paged(7)  # the last page part full, then exactly full
         beyond = client.get(f"/v1/customers/{customer}/history", params={"after_seq": 7})
         missing = client.get(f"/v1/customers/{customer}-none/history")
-    assert seen == [e["event_id"] for e in events] and pages == 3
+    ids = [e["event_id"] for e in events]
+    assert by_three == (ids, 3) and by_seven == (ids, 1)
     assert beyond.status_code == 200 and beyond.json() == []
     assert missing.status_code == 404
 
